@@ -1,0 +1,56 @@
+# paddock developer entry points. `make test` is what CI runs (through .ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Exports PADDOCK_ETCD, PADDOCK_KUBE_APISERVER, PADDOCK_KUBECTL; builds them on first use.
+KUBE_ENV = eval "$$(hack/kube-binaries.sh)"
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## the Python environment (.venv) with paddock and its dev tools
+
+.PHONY: kube-binaries
+kube-binaries: ## build etcd, kube-apiserver and kubectl from Go modules (cached in ~/.cache/paddock)
+	@$(KUBE_ENV) && echo "kubectl: $$PADDOCK_KUBECTL"
+
+.PHONY: crds
+crds: $(STAMP) ## regenerate charts/paddock/crds from paddock/api/agent.py
+	$(BIN)/paddock crds --output charts/paddock/crds
+
+.PHONY: lint
+lint: $(STAMP) ## ruff, mypy --strict and the import contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+.PHONY: fmt
+fmt: $(STAMP) ## format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: test
+test: $(STAMP) ## every test tier that exists
+	$(KUBE_ENV) && $(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: $(STAMP) ## only the unit tier (no processes)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+.PHONY: clean
+clean: ## remove the virtual environment and caches (not ~/.cache/paddock)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache

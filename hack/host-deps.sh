@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the host tools paddock's build and tests need, where they are missing (Debian).
+set -euo pipefail
+
+need=()
+command -v go >/dev/null || need+=(golang-go)
+command -v git >/dev/null || need+=(git)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "host-deps: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+if [ "$go_minor" -lt 24 ]; then
+  echo "host-deps: Go 1.24 or newer is needed to build Kubernetes 1.34 (found $(go env GOVERSION))" >&2
+  exit 1
+fi

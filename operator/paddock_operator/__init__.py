@@ -1,0 +1,1 @@
+"""The paddock operator: reconciles Agent resources into sandbox Pods (kopf)."""

@@ -1,0 +1,1 @@
+"""The paddock.dev API: the Agent resource and the CRD generated from it."""

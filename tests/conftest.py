@@ -1,0 +1,48 @@
+"""Fixtures shared by every tier: the repository's paths and a real kube-apiserver."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from paddock.testing.apiserver import ApiServer, ApiServerError, KubeBinaries
+
+REPO = Path(__file__).resolve().parents[1]
+CRDS = REPO / "charts" / "paddock" / "crds"
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session")
+def kube_binaries() -> KubeBinaries:
+    """etcd, kube-apiserver and kubectl: from the environment, else built (once) by the script."""
+    try:
+        return KubeBinaries.from_env()
+    except ApiServerError:
+        script = REPO / "hack" / "kube-binaries.sh"
+        out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
+        env = dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.MULTILINE))
+        return KubeBinaries.from_env(env)
+
+
+@pytest.fixture(scope="session")
+def apiserver(
+    kube_binaries: KubeBinaries, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiServer]:
+    """A real etcd + kube-apiserver with the chart's CRDs installed and established."""
+    with ApiServer(kube_binaries, tmp_path_factory.mktemp("apiserver")) as server:
+        server.kubectl("apply", "--server-side", "-f", str(CRDS))
+        server.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        yield server
+
+
+@pytest.fixture
+def namespace(apiserver: ApiServer) -> str:
+    """A fresh namespace for one test (never deleted: no namespace controller runs)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    apiserver.kubectl("create", "namespace", name)
+    return name
