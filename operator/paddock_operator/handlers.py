@@ -86,7 +86,7 @@ async def pod_event(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: 
     agent = await reconciler.kube.get(
         kube.path(api.API_VERSION, api.PLURAL, namespace, owners[0]["name"])
     )
-    if agent is None:
+    if agent is None or agent["metadata"]["uid"] != owners[0].get("uid"):
         return
     try:
         await reconciler.reconcile(agent)

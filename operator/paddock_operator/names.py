@@ -40,12 +40,8 @@ class AgentRef:
         return f"{self.name}-ca"
 
     @property
-    def trust_bundle(self) -> str:
-        """Public roots plus the Agent's CA certificate, for the harness and model containers."""
-        return f"{self.name}-trust"
-
-    @property
     def vault_config(self) -> str:
+        """The vault's configuration file and the CA's certificate (no key)."""
         return f"{self.name}-vault"
 
     @property

@@ -58,14 +58,18 @@ class Reconciler:
         self.settings = settings
         self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def reconcile(self, body: Obj, logger: kopf.Logger | None = None) -> Obj:
+    async def reconcile(self, body: Obj) -> Obj:
         """Bring one Agent's objects in line with its spec; return the status written."""
         ref = agent_ref(body)
-        async with self._locks[(ref.namespace, ref.name)]:
-            fresh = await self.kube.get(self._agent_path(ref))
-            if fresh is None or fresh["metadata"]["uid"] != ref.uid:
-                return {}  # deleted meanwhile: the garbage collector takes the rest
-            return await self._reconcile(agent_ref(fresh), fresh)
+        lock = self._locks[(ref.namespace, ref.name)]
+        if lock.locked():  # another reconcile ran meanwhile: the body may be stale
+            async with lock:
+                fresh = await self.kube.get(self._agent_path(ref))
+                if fresh is None or fresh["metadata"]["uid"] != ref.uid:
+                    return {}  # deleted: the garbage collector takes the rest
+                return await self._reconcile(agent_ref(fresh), fresh)
+        async with lock:
+            return await self._reconcile(ref, body)
 
     def _agent_path(self, ref: AgentRef, subresource: str | None = None) -> str:
         return kube.path(api.API_VERSION, api.PLURAL, ref.namespace, ref.name, subresource)
@@ -74,16 +78,16 @@ class Reconciler:
         spec = AgentSpec.model_validate(body["spec"])
         previous: Obj = body.get("status") or {}
         ca, stub_values = await self._ensure_ca(ref, spec)
+        problem = await self._check_credentials(ref, spec)
+        # The Pod first: it names the objects below, and the kubelet waits for them to appear.
+        outcome = await self._ensure_pod(
+            ref, spec, stub_values, previous=previous, problem=problem, body=body
+        )
         await asyncio.gather(
-            self.kube.apply(objects.trust_bundle(ref, ca.cert_pem)),
-            self.kube.apply(objects.vault_config_map(ref, spec, stub_values)),
+            self.kube.apply(objects.vault_config_map(ref, spec, stub_values, ca.cert_pem)),
             self.kube.apply(objects.service(ref)),
             self.kube.apply(objects.network_policy(ref, self.settings)),
             self._ensure_workspace(ref, spec, body),
-        )
-        problem = await self._check_credentials(ref, spec)
-        outcome = await self._ensure_pod(
-            ref, spec, stub_values, previous=previous, problem=problem, body=body
         )
         written = status(
             Observed(
@@ -134,10 +138,14 @@ class Reconciler:
 
     async def _check_credentials(self, ref: AgentRef, spec: AgentSpec) -> tuple[str, str] | None:
         """(reason, message) for the first credential whose Secret or key is missing."""
+        names = sorted({c.secret_ref.name for c in spec.credentials})
+        found = await asyncio.gather(
+            *(self.kube.get(kube.path("v1", "secrets", ref.namespace, name)) for name in names)
+        )
+        secrets = dict(zip(names, found, strict=True))
         for credential in spec.credentials:
             secret_ref = credential.secret_ref
-            path = kube.path("v1", "secrets", ref.namespace, secret_ref.name)
-            secret = await self.kube.get(path)
+            secret = secrets[secret_ref.name]
             if secret is None:
                 return "SecretNotFound", (
                     f"Secret {secret_ref.name} (credential {credential.name}) not found in "

@@ -75,7 +75,6 @@ def test_agent_gets_its_objects_and_becomes_ready(
         ("service", name),
         ("networkpolicy", f"{name}-sandbox"),
         ("secret", f"{name}-ca"),
-        ("configmap", f"{name}-trust"),
         ("configmap", f"{name}-vault"),
     ]:
         obj = cluster.get(kind, obj_name)

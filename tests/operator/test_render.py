@@ -105,6 +105,20 @@ def test_vault_is_a_native_sidecar_after_the_egress_rules() -> None:
     assert "--to-ports 15006" in init[0]["command"][-1]
 
 
+def test_trust_bundle_is_public_roots_plus_the_agent_ca_certificate_only() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+    init = container(body, sandbox.EGRESS_INIT_CONTAINER)
+    script = init["command"][-1]
+    assert f"> {sandbox.CA_CERT_FILE}.tmp" in script
+    assert "/etc/ssl/certs/ca-certificates.crt /etc/paddock/agent-ca/agent-ca.crt" in script
+    mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    assert mounts["trust"] == sandbox.CA_CERT_DIR
+    assert mounts["vault-config"] == "/etc/paddock/agent-ca"  # the certificate, never the key
+    config = objects.vault_config_map(REF, spec, {"GITHUB_TOKEN": "s"}, b"-----CERT-----\n")
+    assert set(config["data"]) == {"config.json", "agent-ca.crt"}
+
+
 def test_llamacpp_serves_every_model_from_its_models_dir() -> None:
     spec = spec_of("llamacpp-agent.yaml")
     model = container(pod(REF, spec, SETTINGS, {"GITHUB_TOKEN": "s"}), sandbox.MODEL_CONTAINER)

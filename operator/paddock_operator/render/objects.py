@@ -6,8 +6,6 @@ import base64
 import json
 from typing import Any
 
-import certifi
-
 from paddock import sandbox
 from paddock.api.agent import AgentSpec
 from paddock.pki import KeyPair
@@ -16,6 +14,8 @@ from paddock_operator.render.model import download_hosts
 from paddock_operator.settings import OperatorSettings
 
 Obj = dict[str, Any]
+
+AGENT_CA_FILE = "agent-ca.crt"
 
 # Addresses a sandbox may never reach directly: private, shared, link-local (cloud metadata),
 # loopback and multicast ranges. The vault refuses them too; this is the network's second line.
@@ -54,18 +54,6 @@ def ca_secret(ref: AgentRef, ca: KeyPair, stubs: dict[str, str]) -> Obj:
     }
 
 
-def trust_bundle(ref: AgentRef, ca_cert_pem: bytes) -> Obj:
-    """Public roots (certifi's Mozilla bundle) plus the Agent's CA, for the containers to trust."""
-    with open(certifi.where(), encoding="ascii") as roots:
-        bundle = roots.read().rstrip("\n") + "\n" + ca_cert_pem.decode()
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": ref.metadata(ref.trust_bundle, "trust"),
-        "data": {"ca.crt": bundle, "agent-ca.crt": ca_cert_pem.decode()},
-    }
-
-
 def vault_config(spec: AgentSpec, stubs: dict[str, str]) -> sandbox.VaultConfig:
     """What the vault needs to know: stubs, hosts, and where each real value is mounted."""
     credentials = [
@@ -90,14 +78,16 @@ def vault_config(spec: AgentSpec, stubs: dict[str, str]) -> sandbox.VaultConfig:
     return sandbox.VaultConfig(credentials=credentials, egress_allow=allow)
 
 
-def vault_config_map(ref: AgentRef, spec: AgentSpec, stubs: dict[str, str]) -> Obj:
-    """The vault's configuration file, as a ConfigMap (it holds stubs, never real values)."""
+def vault_config_map(
+    ref: AgentRef, spec: AgentSpec, stubs: dict[str, str], ca_cert_pem: bytes
+) -> Obj:
+    """The vault's configuration and the Agent CA's certificate: stubs, never real values."""
     config = vault_config(spec, stubs).model_dump_json(by_alias=True, indent=2)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": ref.metadata(ref.vault_config, "vault"),
-        "data": {"config.json": config},
+        "data": {"config.json": config, AGENT_CA_FILE: ca_cert_pem.decode()},
     }
 
 

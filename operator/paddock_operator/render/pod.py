@@ -10,6 +10,7 @@ from paddock import egress, sandbox
 from paddock.api.agent import AgentSpec
 from paddock_operator.names import SPEC_HASH, AgentRef
 from paddock_operator.render.model import fetch_container, model_container, model_mounts
+from paddock_operator.render.objects import AGENT_CA_FILE
 from paddock_operator.render.security import network_admin, restricted
 from paddock_operator.settings import OperatorSettings
 
@@ -106,14 +107,30 @@ def vault_container(settings: OperatorSettings) -> Obj:
     }
 
 
+SYSTEM_ROOTS = "/etc/ssl/certs/ca-certificates.crt"
+AGENT_CA_DIR = "/etc/paddock/agent-ca"
+
+
+def trust_script() -> str:
+    """Writes the bundle the other containers trust: the image's public roots plus the Agent CA."""
+    return (
+        f"cat {SYSTEM_ROOTS} {AGENT_CA_DIR}/{AGENT_CA_FILE} > {sandbox.CA_CERT_FILE}.tmp\n"
+        f"mv {sandbox.CA_CERT_FILE}.tmp {sandbox.CA_CERT_FILE}\n"
+    )
+
+
 def egress_init_container(settings: OperatorSettings) -> Obj:
-    """Installs the iptables rules that send every other user's connections to the vault."""
+    """Writes the trust bundle, then the iptables rules that send traffic to the vault."""
     return {
         "name": sandbox.EGRESS_INIT_CONTAINER,
         "image": settings.vault_image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": ["/bin/sh", "-c", egress.iptables_script()],
-        "volumeMounts": [{"name": "xtables-lock", "mountPath": "/run"}],
+        "command": ["/bin/sh", "-c", trust_script() + egress.iptables_script()],
+        "volumeMounts": [
+            {"name": "xtables-lock", "mountPath": "/run"},
+            {"name": "trust", "mountPath": sandbox.CA_CERT_DIR},
+            {"name": "vault-config", "mountPath": AGENT_CA_DIR, "readOnly": True},
+        ],
         "securityContext": network_admin(),
     }
 
@@ -132,11 +149,10 @@ def _volumes(ref: AgentRef, spec: AgentSpec) -> list[Obj]:
         {"projected": {"sources": sources, "defaultMode": 0o400}} if sources else {"emptyDir": {}}
     )
     ca_items = [{"key": k, "path": k} for k in ("tls.crt", "tls.key")]
-    trust_items = [{"key": "ca.crt", "path": "ca.crt"}]
     mode = {"defaultMode": 0o400}
     return [
         {"name": "workspace", "persistentVolumeClaim": {"claimName": ref.workspace}},
-        {"name": "trust", "configMap": {"name": ref.trust_bundle, "items": trust_items}},
+        {"name": "trust", "emptyDir": {}},
         {"name": "vault-config", "configMap": {"name": ref.vault_config}},
         {"name": "vault-ca", "secret": {"secretName": ref.ca_secret, "items": ca_items, **mode}},
         {"name": "vault-secrets", **secrets},
