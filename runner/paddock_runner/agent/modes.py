@@ -4,8 +4,9 @@ Native is what real models use (llama-server with --jinja, vLLM with a tool-call
 request lists the tools and the reply carries `tool_calls`. Constrained is an explicit choice for
 models that cannot call tools (or random-weight test models): the request carries a
 `response_format` JSON schema whose only valid replies are {"tool": NAME, ...arguments} or
-{"answer": TEXT}, and the runner turns the first into a tool call. The history the gateway keeps is
-the same in both modes: OpenAI messages with `tool_calls` and `tool` replies.
+{"answer": TEXT}, and the runner turns the first into a tool call; a step that may not call tools
+asks for plain text, so the final answer streams and is never cut off mid-JSON. The history the
+gateway keeps is the same in both modes: OpenAI messages with `tool_calls` and `tool` replies.
 
 A step's `choice` is auto (tools or an answer), required (a tool), none (an answer) or one tool's
 name (that tool).
@@ -25,14 +26,15 @@ from paddock_runner.agent.tools import Tool
 class ToolMode(Protocol):
     """Turns the conversation into a request body, and the model's reply into a message."""
 
-    streams_text: bool
-    """Whether the reply's content, as it streams, is text for the user."""
-
     def request(self, messages: list[Message], tools: list[Tool], choice: str) -> dict[str, Any]:
         """The request body's `messages` and tool-related fields for one step."""
         ...
 
-    def reply(self, completion: Completion) -> Message:
+    def streams_text(self, choice: str) -> bool:
+        """Whether the reply's content, as it streams, is text for the user."""
+        ...
+
+    def reply(self, completion: Completion, choice: str) -> Message:
         """The assistant message to append to the history."""
         ...
 
@@ -50,8 +52,6 @@ def _allowed(tools: list[Tool], choice: str) -> list[Tool]:
 class NativeTools:
     """The chat API's own tool calling."""
 
-    streams_text = True
-
     def request(self, messages: list[Message], tools: list[Tool], choice: str) -> dict[str, Any]:
         """List the allowed tools; a named tool is forced by offering only it, as `required`."""
         body: dict[str, Any] = {"messages": _wire(messages)}
@@ -60,7 +60,11 @@ class NativeTools:
             body["tool_choice"] = "auto" if choice == "auto" else "required"
         return body
 
-    def reply(self, completion: Completion) -> Message:
+    def streams_text(self, choice: str) -> bool:
+        """Always: tool calls stream apart from the content."""
+        return True
+
+    def reply(self, completion: Completion, choice: str) -> Message:
         """The reply as the API gave it."""
         return Message(
             role="assistant",
@@ -72,15 +76,15 @@ class NativeTools:
 class ConstrainedTools:
     """Tool calls as JSON objects the model must produce, enforced by a JSON schema."""
 
-    streams_text = False  # the model writes JSON; the answer text is in the final message
-
     def request(self, messages: list[Message], tools: list[Tool], choice: str) -> dict[str, Any]:
-        """Describe the allowed replies in a system message and require them by schema."""
-        allowed = _allowed(tools, choice) if choice != "none" else []
+        """Describe the allowed replies in the system message and require them by schema."""
+        if choice == "none":
+            return {"messages": _wire(messages)}
+        allowed = _allowed(tools, choice)
         shapes = [_call_shape(t) for t in allowed]
-        if choice in ("auto", "none"):
+        if choice == "auto":
             shapes.append(_ANSWER_SHAPE)
-        guide = _guide(allowed, answer=choice in ("auto", "none"))
+        guide = _guide(allowed, answer=choice == "auto")
         schema = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
         return {
             "messages": _wire(_with_system(messages, guide)),
@@ -90,12 +94,18 @@ class ConstrainedTools:
             },
         }
 
-    def reply(self, completion: Completion) -> Message:
+    def streams_text(self, choice: str) -> bool:
+        """Only for plain-text steps: the others write JSON."""
+        return choice == "none"
+
+    def reply(self, completion: Completion, choice: str) -> Message:
         """A tool call for {"tool": ...}, the text for {"answer": ...}, else the raw reply."""
+        if choice == "none":
+            return Message(role="assistant", content=completion.content)
         try:
             action = json.loads(completion.content)
         except json.JSONDecodeError:
-            # Cut off by max_tokens, most likely: the text is all there is.
+            # Not JSON after all (a server that ignores response_format): take it as text.
             return Message(role="assistant", content=completion.content)
         if isinstance(action, dict) and isinstance(action.get("tool"), str):
             name = action.pop("tool")
