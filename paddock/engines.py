@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from paddock.api.agent import ModelSpec, ServedModel
-from paddock.sandbox import MODEL_CONTAINER, MODEL_PORT, MODEL_URL_ENV, MODELS_DIR
+from paddock.sandbox import MODEL_CONTAINER, MODEL_NAME_ENV, MODEL_PORT, MODEL_URL_ENV, MODELS_DIR
 
 ALL_ADDRESSES: Final = "0.0.0.0"  # noqa: S104 - the gateway-facing Pod network needs it
 LLAMA_CACHE_DIR: Final = f"{MODELS_DIR}/.cache/llama.cpp"
@@ -77,7 +77,7 @@ def harness_env(spec: ModelSpec) -> dict[str, str]:
     when that names no single model (nothing loaded yet, or an external API offering many). So a
     swap through the router needs no change of these variables, and no restart.
     """
-    return {MODEL_URL_ENV: model_url(spec), "PADDOCK_RUNNER_MODEL": spec.default}
+    return {MODEL_URL_ENV: model_url(spec), MODEL_NAME_ENV: spec.default}
 
 
 def llama_server_args(

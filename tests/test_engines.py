@@ -10,7 +10,7 @@ import yaml
 
 from paddock import engines
 from paddock.api.agent import Agent, ModelSpec
-from paddock.sandbox import MODEL_PORT, MODEL_URL_ENV, MODELS_DIR
+from paddock.sandbox import MODEL_NAME_ENV, MODEL_PORT, MODEL_URL_ENV, MODELS_DIR
 
 pytestmark = pytest.mark.unit
 
@@ -96,7 +96,7 @@ def test_an_external_engine_has_no_container_and_its_url_goes_to_the_harness() -
     assert engines.render(model) is None
     assert engines.harness_env(model) == {
         MODEL_URL_ENV: "https://inference.example.com/v1",
-        "PADDOCK_RUNNER_MODEL": "qwen2.5-coder-32b",
+        MODEL_NAME_ENV: "qwen2.5-coder-32b",
     }
     assert engines.harness_env(spec())[MODEL_URL_ENV] == f"http://127.0.0.1:{MODEL_PORT}/v1"
 

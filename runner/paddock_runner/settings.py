@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from paddock.sandbox import MODEL_PORT, MODEL_URL_ENV, RUNNER_PORT, WORKSPACE_DIR
+from paddock.sandbox import MODEL_NAME_ENV, MODEL_PORT, MODEL_URL_ENV, RUNNER_PORT, WORKSPACE_DIR
 from paddock_runner.agent.tools import TOOL_NAMES
 
 TOOL_CHOICES = ("auto", "required", "none")
@@ -35,7 +35,9 @@ class RunnerSettings(BaseSettings):
         pattern=r"^https?://[^/\s]+(/\S*)?$",
     )
     """OpenAI-compatible base URL (ends in /v1)."""
-    model: str | None = None
+    model: str | None = Field(
+        default=None, validation_alias=AliasChoices("PADDOCK_RUNNER_MODEL", MODEL_NAME_ENV)
+    )
     """Model to use when neither the turn nor the server's loaded model says which."""
     tool_mode: Literal["native", "constrained"] = "native"
     """native: the API's tool calls; constrained: JSON-schema output names a tool (tiny models)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from paddock.sandbox import MODEL_URL_ENV
+from paddock.sandbox import MODEL_NAME_ENV, MODEL_URL_ENV
 from paddock_runner.settings import RunnerSettings
 
 pytestmark = pytest.mark.unit
@@ -17,6 +17,7 @@ def test_the_pod_wiring_is_read_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(MODEL_URL_ENV, "http://127.0.0.1:8080/v1")
+    monkeypatch.setenv(MODEL_NAME_ENV, "qwen")
     monkeypatch.setenv("PADDOCK_RUNNER_WORKSPACE", str(tmp_path))
     monkeypatch.setenv("PADDOCK_RUNNER_HARNESS", "command")
     monkeypatch.setenv("PADDOCK_RUNNER_COMMAND", '["claude", "-p", "{message}"]')
@@ -24,6 +25,7 @@ def test_the_pod_wiring_is_read_from_the_environment(
     settings = RunnerSettings()
 
     assert settings.model_url == "http://127.0.0.1:8080/v1"
+    assert settings.model == "qwen"
     assert settings.command == ["claude", "-p", "{message}"]
     assert settings.port == 7000
 
