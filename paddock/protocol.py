@@ -13,7 +13,8 @@ re-sends an interrupted turn with the session's history. Within one incarnation,
 turn's events from 1 without gaps, so a reader that lost its connection resumes with `after=` and
 (incarnation, seq) names every event exactly once. A second turn of a session while one is running
 is refused with 409. A turn the runner does not know (for instance one from before a restart)
-answers 404 on its events and cancel routes: the gateway re-sends it.
+answers 404 on its events and cancel routes: the gateway re-sends it. An event stream that ends
+without turn_end was interrupted (the runner is stopping, or died): the same applies.
 
 Each event goes out as one SSE message (see `sse_message`): `id:` is its seq and `data:` the
 RunnerEvent as JSON; lines starting with `:` are keep-alive comments.

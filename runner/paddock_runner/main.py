@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from contextlib import AsyncExitStack
+from types import FrameType
 
 import httpx
 import uvicorn
@@ -20,6 +22,7 @@ from paddock_runner.settings import RunnerSettings
 from paddock_runner.turns import Turns
 
 log = logging.getLogger("paddock_runner")
+SHUTDOWN_GRACE_S = 2
 
 
 def build_harness(settings: RunnerSettings, stack: AsyncExitStack) -> Harness:
@@ -51,7 +54,29 @@ async def serve(settings: RunnerSettings) -> None:
     async with AsyncExitStack() as stack:
         turns = Turns(build_harness(settings, stack), incarnation, keep=settings.keep_turns)
         config = uvicorn.Config(
-            create_app(turns), host=settings.host, port=settings.port, log_level="info"
+            create_app(turns),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            # A backstop: _Server ends the event streams itself, at once.
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
         log.info("runner incarnation %s, harness %s", incarnation, settings.harness)
-        await uvicorn.Server(config).serve()
+        await _Server(config, turns).serve()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, ending the turns' event streams on SIGTERM before it waits for connections.
+
+    Streams stay open as long as their turn runs, so uvicorn's graceful shutdown would wait for
+    them. They end without turn_end instead: the gateway sees an interrupted turn and re-sends it
+    to the next incarnation. The running turns are cancelled afterwards, by the app's lifespan.
+    """
+
+    def __init__(self, config: uvicorn.Config, turns: Turns) -> None:
+        super().__init__(config)
+        self.turns = turns
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        asyncio.get_running_loop().call_soon_threadsafe(self.turns.interrupt_readers)
+        super().handle_exit(sig, frame)

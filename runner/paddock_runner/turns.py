@@ -31,6 +31,7 @@ class TurnLog:
         self.request = request
         self.events: list[RunnerEvent] = []
         self._changed = asyncio.Event()
+        self._interrupted = False
 
     @property
     def ended(self) -> bool:
@@ -53,6 +54,11 @@ class TurnLog:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def interrupt(self) -> None:
+        """End every reader's stream now, without turn_end: the runner is going away."""
+        self._interrupted = True
+        self._changed.set()
+
     async def follow(
         self, after: int = 0, idle_s: float | None = None
     ) -> AsyncIterator[RunnerEvent | None]:
@@ -62,7 +68,7 @@ class TurnLog:
             while cursor < len(self.events):
                 cursor += 1
                 yield self.events[cursor - 1]
-            if self.ended:
+            if self.ended or self._interrupted:
                 return
             try:
                 await asyncio.wait_for(self._changed.wait(), idle_s)
@@ -113,6 +119,11 @@ class Turns:
     def busy_sessions(self) -> list[str]:
         """Sessions with a turn running."""
         return sorted(self._running)
+
+    def interrupt_readers(self) -> None:
+        """End every open event stream (see TurnLog.interrupt)."""
+        for turn in self._logs.values():
+            turn.interrupt()
 
     async def close(self) -> None:
         """Cancel every running turn and wait for them to end."""

@@ -131,3 +131,20 @@ async def test_one_turn_at_a_time_per_session(start_runner: StartRunner) -> None
     assert health["busy_sessions"] == ["busy", "other"]
     assert unknown.status_code == 404
     assert len(lines(busy_events)) == 1, "the re-sent turn did not run twice"
+
+
+@pytest.mark.asyncio
+async def test_sigterm_interrupts_open_streams_and_stops_the_command(
+    start_runner: StartRunner,
+) -> None:
+    runner = start_runner(harness="command", command=json.dumps(SLOW))
+    seen: list[RunnerEvent] = []
+    async with client(runner) as http:
+        await start_turn(http, turn("term", "term-1", "take your time"))
+        async with http.stream("GET", "/v1/turns/term-1/events") as response:
+            async for event in read_sse_events(response.aiter_lines()):
+                seen.append(event)
+                runner.stop()  # SIGTERM, as the kubelet sends, and wait for the exit
+
+    assert [e.type for e in seen] == ["output"], "the stream ended without turn_end"
+    assert gone(int(seen[0].data["text"])), "the command was stopped with the runner"
