@@ -17,6 +17,13 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(args: argparse.Namespace) -> int:
+    from paddock_operator.main import run  # noqa: PLC0415
+
+    run(namespaces=args.namespace, standalone=args.standalone, liveness=args.liveness)
+    return 0
+
+
 def _runner(_: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
     import logging  # noqa: PLC0415
@@ -46,6 +53,18 @@ def parser() -> argparse.ArgumentParser:
     crds = commands.add_parser("crds", help="print or write the CustomResourceDefinitions")
     crds.add_argument("--output", metavar="DIR", help="write into DIR instead of printing")
     crds.set_defaults(run=_crds)
+
+    operator = commands.add_parser("operator", help="run the operator (reconciles Agents)")
+    operator.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch only this namespace (repeat)"
+    )
+    operator.add_argument(
+        "--standalone", action="store_true", help="no peering: for a single replica"
+    )
+    operator.add_argument(
+        "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+    operator.set_defaults(run=_operator)
 
     runner = commands.add_parser(
         "runner", help="serve the session protocol in the harness container (PADDOCK_RUNNER_*)"
