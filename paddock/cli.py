@@ -20,7 +20,12 @@ def _crds(args: argparse.Namespace) -> int:
 def _operator(args: argparse.Namespace) -> int:
     from paddock_operator.main import run  # noqa: PLC0415
 
-    run(namespaces=args.namespace, standalone=args.standalone, liveness=args.liveness)
+    run(
+        namespaces=args.namespace,
+        standalone=args.standalone,
+        liveness=args.liveness,
+        verbose=args.verbose,
+    )
     return 0
 
 
@@ -64,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     operator.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     )
+    operator.add_argument("-v", "--verbose", action="store_true", help="log every API call")
     operator.set_defaults(run=_operator)
 
     runner = commands.add_parser(

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import kopf
 
 from paddock.api import agent as api
-from paddock_operator import kube
 from paddock_operator.kube import Kube
 from paddock_operator.names import AGENT_LABEL
 from paddock_operator.reconcile import Reconciler
+from paddock_operator.resync import resync_forever
 from paddock_operator.settings import OperatorSettings
 
 AGENTS = (api.GROUP, api.VERSION, api.PLURAL)
-# Read once at import for the timer's interval; handlers use the settings made at startup.
-RESYNC_INTERVAL = OperatorSettings().resync_interval
 
 
 def _reconciler(memo: kopf.Memo) -> Reconciler:
@@ -43,7 +42,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="paddock.dev", key="last-handled-configuration"
     )
-    settings.posting.level = logging.INFO
+    # kopf's own "handler succeeded" chatter stays in the log; our Events are posted explicitly.
+    settings.posting.level = logging.WARNING
     ours = OperatorSettings()
     settings.execution.max_workers = ours.workers
     settings.queueing.worker_limit = ours.workers
@@ -51,12 +51,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     info = _credentials(settings)
     if info is None:
         raise kopf.PermanentError("no in-cluster service account and no kubeconfig to log in with")
-    memo["reconciler"] = Reconciler(Kube.from_connection(info), ours)
+    reconciler = Reconciler(Kube.from_connection(info), ours)
+    memo["reconciler"] = reconciler
+    namespaces = list(memo.get("namespaces", []))
+    memo["resync"] = asyncio.create_task(
+        resync_forever(reconciler, namespaces, ours.resync_interval), name="paddock-resync"
+    )
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close the API client."""
+    if "resync" in memo:
+        memo["resync"].cancel()
     if "reconciler" in memo:
         await _reconciler(memo).kube.aclose()
 
@@ -69,27 +76,32 @@ async def agent_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await _reconciler(memo).reconcile(dict(body))
 
 
-@kopf.timer(*AGENTS, interval=RESYNC_INTERVAL, initial_delay=RESYNC_INTERVAL)
-async def agent_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Re-check every Agent now and then, in case an event was missed."""
-    await _reconciler(memo).reconcile(dict(body))
+@kopf.index(*AGENTS)
+def agents_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The latest body of every Agent, so Pod events need no extra read."""
+    return {(namespace, name): dict(body)}
 
 
 @kopf.on.event("pods", labels={AGENT_LABEL: kopf.PRESENT})
-async def pod_event(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+async def pod_event(
+    type: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    agents_index: kopf.Index[Any, Any] | None = None,
+    **_: Any,
+) -> None:
     """A sandbox Pod changed or went away: update its Agent's status, recreate it if needed."""
     namespace = body.metadata.namespace
     owners = [o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == api.KIND]
-    if not owners or namespace is None:
+    if not owners or namespace is None or agents_index is None:
         return
-    reconciler = _reconciler(memo)
-    agent = await reconciler.kube.get(
-        kube.path(api.API_VERSION, api.PLURAL, namespace, owners[0]["name"])
-    )
+    found = [a for a in agents_index.get((namespace, owners[0]["name"]), []) if a]
+    agent = found[0] if found else None
     if agent is None or agent["metadata"]["uid"] != owners[0].get("uid"):
         return
     try:
-        await reconciler.reconcile(agent)
+        await _reconciler(memo).observe_pod(agent, dict(body), deleted=type == "DELETED")
     except kopf.TemporaryError as error:
         # Event handlers are not retried; the Agent's own handlers and the resync are.
         logger.info("Agent %s/%s waits: %s", namespace, owners[0]["name"], error)

@@ -7,13 +7,16 @@ the real test API server. Errors come out as KubeError subclasses keyed on the H
 from __future__ import annotations
 
 import json
+import logging
 import ssl
+from datetime import UTC, datetime
 from typing import Any, Self
 
 import httpx
 import kopf
 
 FIELD_MANAGER = "paddock-operator"
+logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
@@ -160,6 +163,36 @@ class Kube:
             content=json.dumps(patch),
             headers={"Content-Type": "application/merge-patch+json"},
         )
+
+    async def event(self, about: Obj, *, type: str, reason: str, message: str) -> None:
+        """Post a Kubernetes Event about an object; best effort, never raises."""
+        meta = about["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": about["apiVersion"],
+                "kind": about["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        url = path("v1", "events", meta["namespace"])
+        try:
+            await self._request("POST", url, json=event)
+        except (KubeError, httpx.HTTPError) as error:
+            logger.warning("could not post event %s about %s: %s", reason, meta["name"], error)
 
     async def delete(self, url: str, *, uid: str | None = None, grace: int | None = None) -> bool:
         """Delete the object at url (only if its uid matches, when given); False if already gone."""

@@ -12,7 +12,7 @@ import base64
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -37,11 +37,6 @@ class PodOutcome:
 
     pod: Obj | None
     restarts: int
-
-
-def _target(body: Obj) -> kopf.Body:
-    """An Agent as the object kopf posts Kubernetes Events about."""
-    return kopf.Body(cast(kopf.RawBody, body))
 
 
 def agent_ref(body: Obj) -> AgentRef:
@@ -89,23 +84,67 @@ class Reconciler:
             self.kube.apply(objects.network_policy(ref, self.settings)),
             self._ensure_workspace(ref, spec, body),
         )
+        written = await self._write_status(
+            ref, spec, outcome.pod, restarts=outcome.restarts, problem=problem, previous=previous
+        )
+        if problem:
+            await self.kube.event(body, type="Warning", reason=problem[0], message=problem[1])
+            raise kopf.TemporaryError(problem[1], delay=self.settings.retry_delay)
+        return written
+
+    async def observe_pod(self, body: Obj, pod: Obj, *, deleted: bool) -> None:
+        """A sandbox Pod changed: refresh the status; a Pod that is gone or failed is replaced."""
+        if deleted or pod.get("status", {}).get("phase") == "Failed":
+            await self.reconcile(body)
+            return
+        ref = agent_ref(body)
+        if pod["metadata"].get("deletionTimestamp"):
+            return  # its deletion event follows
+        async with self._locks[(ref.namespace, ref.name)]:
+            previous: Obj = body.get("status") or {}
+            credentials: Obj = next(
+                (c for c in previous.get("conditions", []) if c["type"] == "CredentialsReady"), {}
+            )
+            problem = None
+            if credentials.get("status") == "False":
+                problem = (credentials["reason"], credentials.get("message", ""))
+            spec = AgentSpec.model_validate(body["spec"])
+            # The body may predate the last reconcile's status: leave restarts to reconciles.
+            await self._write_status(
+                ref, spec, pod, restarts=None, problem=problem, previous=previous
+            )
+
+    async def _write_status(
+        self,
+        ref: AgentRef,
+        spec: AgentSpec,
+        pod: Obj | None,
+        *,
+        restarts: int | None,
+        problem: tuple[str, str] | None,
+        previous: Obj,
+    ) -> Obj:
+        """Patch the status subresource, unless it already says exactly this.
+
+        restarts None leaves the count as it is (a merge patch without the field).
+        """
         written = status(
             Observed(
                 generation=ref.generation,
                 suspended=spec.suspend,
                 external=spec.model.engine == "external",
-                pod=outcome.pod,
-                restarts=outcome.restarts,
+                pod=pod,
+                restarts=int(previous.get("restarts", 0)) if restarts is None else restarts,
                 endpoint=f"http://{ref.service}.{ref.namespace}.svc:{sandbox.RUNNER_PORT}",
                 model=spec.model.default,
                 credentials_problem=problem,
             ),
             previous,
         )
-        await self.kube.patch(self._agent_path(ref, "status"), {"status": written})
-        if problem:
-            kopf.warn(_target(body), reason=problem[0], message=problem[1])
-            raise kopf.TemporaryError(problem[1], delay=self.settings.retry_delay)
+        if restarts is None:
+            del written["restarts"]
+        if any(previous.get(k) != v for k, v in written.items()):
+            await self.kube.patch(self._agent_path(ref, "status"), {"status": written})
         return written
 
     async def _ensure_ca(
@@ -134,7 +173,9 @@ class Reconciler:
         try:
             await self.kube.apply(objects.workspace_claim(ref, spec))
         except InvalidError as error:  # e.g. shrinking, or a class that cannot expand
-            kopf.warn(_target(body), reason="WorkspaceNotUpdated", message=error.message)
+            await self.kube.event(
+                body, type="Warning", reason="WorkspaceNotUpdated", message=error.message
+            )
 
     async def _check_credentials(self, ref: AgentRef, spec: AgentSpec) -> tuple[str, str] | None:
         """(reason, message) for the first credential whose Secret or key is missing."""
@@ -180,7 +221,12 @@ class Reconciler:
                 return PodOutcome(existing, restarts)
             restarts += why == "PodFailed"
             await self.kube.delete(path, uid=meta["uid"])
-            kopf.info(_target(body), reason="PodDeleted", message=f"deleted {ref.pod}: {why}")
+            await self.kube.event(
+                body,
+                type="Normal",
+                reason="PodDeleted",
+                message=f"deleted {ref.pod}: {why}",
+            )
             return PodOutcome(None, restarts)
         if spec.suspend or problem:
             return PodOutcome(None, restarts)
@@ -191,7 +237,9 @@ class Reconciler:
             created = await self.kube.create(desired)
         except ConflictError as error:
             raise kopf.TemporaryError("the sandbox Pod appeared meanwhile", delay=0.5) from error
-        kopf.info(_target(body), reason="PodCreated", message=f"created {ref.pod}")
+        await self.kube.event(
+            body, type="Normal", reason="PodCreated", message=f"created {ref.pod}"
+        )
         return PodOutcome(created, restarts)
 
     def _replace_reason(self, existing: Obj, spec: AgentSpec) -> str | None:
