@@ -126,7 +126,7 @@ def test_llamacpp_serves_every_model_from_its_models_dir() -> None:
     assert model["command"] == ["llama-server"]
     assert model["args"][:2] == ["--models-dir", sandbox.MODELS_DIR]
     assert "--jinja" in model["args"]
-    assert model["args"][-2:] == ["--ctx-size", "512"]
+    assert model["args"][-2:] == ["--ctx-size", "4096"]
     files = {m["mountPath"]: m.get("subPath") for m in model["volumeMounts"]}
     assert files["/models/tiny.gguf"] == "tiny/tiny-llama.gguf"
     assert files["/models/tiny-alt.gguf"] == "tiny/tiny-llama-alt.gguf"
