@@ -1,0 +1,133 @@
+"""Byte streams the proxy reads and writes: plain TCP, and TLS it terminates itself.
+
+The vault must look at the first bytes of a connection (a ClientHello, an HTTP request) before it
+knows whether to start TLS, so server-side TLS runs over memory BIOs here instead of asyncio's
+transport, and bytes already read can be pushed back with `unread`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import Protocol
+
+CHUNK = 1 << 16
+
+
+class Conn(Protocol):
+    """A bidirectional byte stream."""
+
+    async def recv(self) -> bytes:
+        """The next bytes; b"" at end of stream."""
+        ...
+
+    def send(self, data: bytes) -> None:
+        """Queue data for sending."""
+
+    async def drain(self) -> None:
+        """Wait until the send buffer is below its high-water mark."""
+
+    def close(self) -> None:
+        """Close the stream (without waiting)."""
+
+
+class StreamConn:
+    """A Conn over asyncio streams (plain TCP, or TLS made by asyncio for upstream connections)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self._pushed_back = b""
+
+    def unread(self, data: bytes) -> None:
+        """Make data the next thing recv returns."""
+        self._pushed_back = data + self._pushed_back
+
+    async def recv(self) -> bytes:
+        """The next bytes; b"" at end of stream."""
+        if self._pushed_back:
+            data, self._pushed_back = self._pushed_back, b""
+            return data
+        return await self.reader.read(CHUNK)
+
+    def send(self, data: bytes) -> None:
+        """Queue data for sending."""
+        self.writer.write(data)
+
+    async def drain(self) -> None:
+        """Wait until the send buffer is below its high-water mark."""
+        await self.writer.drain()
+
+    def close(self) -> None:
+        """Close the stream (without waiting)."""
+        with contextlib.suppress(RuntimeError):
+            self.writer.close()
+
+
+class TlsConn:
+    """The server end of TLS over another Conn: the vault terminating the agent's TLS."""
+
+    def __init__(self, raw: Conn, context: ssl.SSLContext) -> None:
+        self.raw = raw
+        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._eof = False
+
+    def _flush(self) -> None:
+        pending = self._outgoing.read()
+        if pending:
+            self.raw.send(pending)
+
+    async def _fill(self) -> bool:
+        self._flush()
+        data = await self.raw.recv()
+        if not data:
+            self._incoming.write_eof()
+            return False
+        self._incoming.write(data)
+        return True
+
+    async def handshake(self) -> None:
+        """Complete the server handshake; ssl.SSLError or ConnectionError when it fails."""
+        while True:
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                if not await self._fill():
+                    raise ConnectionResetError("peer closed during the TLS handshake") from None
+            else:
+                self._flush()
+                await self.raw.drain()
+                return
+
+    async def recv(self) -> bytes:
+        """The next decrypted bytes; b"" at end of stream."""
+        while not self._eof:
+            try:
+                data = self._tls.read(CHUNK)
+            except ssl.SSLWantReadError:
+                if not await self._fill():
+                    self._eof = True
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                self._eof = True
+            else:
+                self._flush()
+                return data
+        return b""
+
+    def send(self, data: bytes) -> None:
+        """Encrypt and queue data."""
+        self._tls.write(data)
+        self._flush()
+
+    async def drain(self) -> None:
+        """Wait until the send buffer is below its high-water mark."""
+        await self.raw.drain()
+
+    def close(self) -> None:
+        """Send close_notify (best effort) and close the stream."""
+        with contextlib.suppress(ssl.SSLError):
+            self._tls.unwrap()
+        with contextlib.suppress(OSError, RuntimeError):
+            self._flush()
+        self.raw.close()
