@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from paddock_vault.testing import (
     Pki,
     Resolver,
     RunningVault,
+    StartVault,
     Upstream,
     serve,
 )
@@ -35,9 +36,6 @@ async def upstream(certs: Pki) -> AsyncIterator[Upstream]:
     cert, key = certs.server_files(UPSTREAM_NAMES)
     async with serve(Upstream(), cert, key) as server:
         yield server
-
-
-StartVault = Callable[..., Awaitable[RunningVault]]
 
 
 @pytest_asyncio.fixture

@@ -12,6 +12,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -37,7 +38,7 @@ def error_response(error: VaultError) -> bytes:
     body = f"paddock vault: {error.message}\n".encode("utf-8", "replace")
     status = error.status if 400 <= error.status <= 599 else 500
     return (
-        f"HTTP/1.1 {status} PolicyError by paddock vault\r\n".encode()
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
         + b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
         + f"X-Paddock-Vault: {error.reason}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         + body

@@ -365,8 +365,48 @@ class RunningVault:
         tmp.replace(self.values / name)
 
 
+StartVault = Callable[..., Awaitable[RunningVault]]
+"""The start_vault fixture: start(ports=[...], resolver=..., **settings)."""
+
+
 def require(*tools: str) -> None:
     """Fail (not skip) when a host tool the test needs is missing: hack/host-deps.sh installs it."""
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         raise AssertionError(f"missing host tools {missing}: run hack/host-deps.sh")
+
+
+async def tunnel(
+    proxy_port: int,
+    authority: str,
+    *,
+    context: ssl.SSLContext | None,
+    server_name: str | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw connection through the proxy: CONNECT authority, then TLS with server_name (SNI)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+    writer.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise ConnectionRefusedError(head.decode("latin-1"))
+    if context is not None:
+        name = server_name or authority.rsplit(":", maxsplit=1)[0]
+        await writer.start_tls(context, server_hostname=name)
+    return reader, writer
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> bytes:
+    """Send raw request bytes and read until the peer closes or goes quiet for a second."""
+    writer.write(request)
+    await writer.drain()
+    received = b""
+    with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError):
+        while True:
+            async with asyncio.timeout(1):
+                data = await reader.read(65536)
+            if not data:
+                break
+            received += data
+    return received
