@@ -18,10 +18,17 @@ def _crds(args: argparse.Namespace) -> int:
 
 
 def _vault(_args: argparse.Namespace) -> int:
+    from pydantic import ValidationError  # noqa: PLC0415
+
     from paddock_vault.app import run  # noqa: PLC0415
     from paddock_vault.settings import VaultSettings  # noqa: PLC0415
 
-    return run(VaultSettings())
+    try:
+        settings = VaultSettings()
+    except ValidationError as error:
+        sys.stderr.write(f"paddock vault: invalid PADDOCK_VAULT_* settings\n{error}\n")
+        return 2
+    return run(settings)
 
 
 def _egress(_args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ def record(
     event: str,
     *,
     mode: str,
-    host: str | None,
+    host: str | None = None,
     port: int | None = None,
     method: bytes | None = None,
     target: bytes | None = None,
