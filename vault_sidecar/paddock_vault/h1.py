@@ -19,6 +19,7 @@ class Peer:
     """One h11 connection and the stream under it."""
 
     error: type[VaultError] = UpstreamError
+    timeout_status = 504
 
     def __init__(
         self, conn: Conn, role: type[h11.CLIENT] | type[h11.SERVER], max_head: int
@@ -37,7 +38,9 @@ class Peer:
             async with asyncio.timeout(seconds):
                 data = await self.conn.recv()
         except TimeoutError:
-            raise self.error("timed out waiting for data", status=504, reason="timeout") from None
+            raise self.error(
+                "timed out waiting for data", status=self.timeout_status, reason="timeout"
+            ) from None
         self.h11.receive_data(data)
 
     async def next_event(self, seconds: float) -> h11.Event:
@@ -66,6 +69,7 @@ class AgentSide(Peer):
     """The agent's end: an h11 server that checks each raw request head before parsing it."""
 
     error = RequestError
+    timeout_status = 408
 
     def __init__(self, conn: Conn, max_head: int) -> None:
         super().__init__(conn, h11.SERVER, max_head)
@@ -77,11 +81,11 @@ class AgentSide(Peer):
         while True:
             buffered, closed = self.h11.trailing_data
             end = framing.head_end(buffered)
+            if end > self.max_head or (end < 0 and len(buffered) > self.max_head):
+                raise RequestError("request head too large", status=431, reason="limit")
             if end >= 0:
                 framing.check_request_head(buffered[:end])
                 break
-            if len(buffered) > self.max_head:
-                raise RequestError("request head too large", status=431, reason="limit")
             if closed:
                 if buffered:
                     raise RequestError("connection closed inside a request head")

@@ -388,6 +388,7 @@ async def tunnel(
     writer.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
+        writer.close()
         raise ConnectionRefusedError(head.decode("latin-1"))
     if context is not None:
         name = server_name or authority.rsplit(":", maxsplit=1)[0]
@@ -398,7 +399,7 @@ async def tunnel(
 async def exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
 ) -> bytes:
-    """Send raw request bytes and read until the peer closes or goes quiet for a second."""
+    """Send raw request bytes, read until the peer closes or goes quiet for a second, close."""
     writer.write(request)
     await writer.drain()
     received = b""
@@ -409,4 +410,7 @@ async def exchange(
             if not data:
                 break
             received += data
+    writer.close()
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        await writer.wait_closed()
     return received
