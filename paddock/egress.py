@@ -31,7 +31,9 @@ def _nat_rules(vault_uid: int, redirect_port: int) -> list[str]:
     ]
 
 
-def _filter_rules(vault_uid: int, admin_port: int, *, lo_only: bool = False) -> list[str]:
+def _filter_rules(
+    vault_uid: int, admin_port: int, redirect_port: int, *, lo_only: bool = False
+) -> list[str]:
     chain = FILTER_CHAIN
     rules = [
         # Replies of connections made into the Pod (probes, the gateway) leave freely.
@@ -40,8 +42,10 @@ def _filter_rules(vault_uid: int, admin_port: int, *, lo_only: bool = False) -> 
         f"-A {chain} -p tcp --dport {admin_port} -m owner ! --uid-owner {vault_uid} "
         "-j REJECT --reject-with tcp-reset",
         f"-A {chain} -m owner --uid-owner {vault_uid} -j RETURN",
-        # Includes connections redirected to the vault: after NAT they go to loopback.
         f"-A {chain} -o lo -j RETURN",
+        # Connections the nat chain redirected to the vault (the hook still names the original
+        # interface, so `-o lo` does not see them).
+        f"-A {chain} -p tcp --dport {redirect_port} -m conntrack --ctstate DNAT -j RETURN",
     ]
     if not lo_only:
         rules.append(
@@ -64,9 +68,12 @@ def render_script(
 ) -> str:
     """The POSIX shell script that sets up the Pod's egress redirect (idempotent, fails closed)."""
     nat = "\n".join(f"  {line}" for line in _lines(_nat_rules(vault_uid, redirect_port)))
-    full = "\n".join(f"  {line}" for line in _lines(_filter_rules(vault_uid, admin_port)))
+    full = "\n".join(
+        f"  {line}" for line in _lines(_filter_rules(vault_uid, admin_port, redirect_port))
+    )
     lo_only = "\n".join(
-        f"  {line}" for line in _lines(_filter_rules(vault_uid, admin_port, lo_only=True))
+        f"  {line}"
+        for line in _lines(_filter_rules(vault_uid, admin_port, redirect_port, lo_only=True))
     )
     return f"""#!/bin/sh
 # Rendered by paddock.egress.render_script: the sandbox Pod's egress redirect to the vault sidecar.

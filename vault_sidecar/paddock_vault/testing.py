@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import gzip
 import ipaddress
 import json
@@ -68,6 +69,8 @@ class Upstream:
     git_root: Path | None = None
     git_token: bytes = b""
     port: int = 0
+    journal: Path | None = None
+    """Where to log each request as a JSON line (for servers in another process)."""
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI application."""
@@ -90,6 +93,10 @@ class Upstream:
             scope["client"][1],
         )
         self.seen.append(seen)
+        if self.journal is not None:
+            _note(
+                self.journal, "https", authorization=(seen.header(b"authorization") or b"").decode()
+            )
         if path == "/sse":
             await self._sse(send)
         elif path.startswith("/repo.git/"):
@@ -161,13 +168,13 @@ async def _respond(
 
 @contextlib.asynccontextmanager
 async def serve(
-    upstream: Upstream, cert: Path, key: Path, host: str = "127.0.0.1"
+    upstream: Upstream, cert: Path, key: Path, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[Upstream]:
-    """Run upstream's app with uvicorn over TLS on host, on a free port."""
+    """Run upstream's app with uvicorn over TLS on host (port 0: a free one)."""
     config = uvicorn.Config(
         upstream.app,
         host=host,
-        port=0,
+        port=port,
         ssl_certfile=str(cert),
         ssl_keyfile=str(key),
         log_level="error",
@@ -414,3 +421,37 @@ async def exchange(
     with contextlib.suppress(ConnectionError, ssl.SSLError):
         await writer.wait_closed()
     return received
+
+
+def _note(journal: Path, kind: str, **data: object) -> None:
+    with journal.open("a") as out:
+        out.write(json.dumps({"kind": kind, **data}) + "\n")
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, journal: Path, port: int) -> None:
+        self.journal, self.port = journal, port
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        _note(self.journal, "udp", port=self.port)
+
+
+async def internet(cert: Path, key: Path, host: str, journal: Path) -> None:
+    """A stand-in for the internet on host: HTTPS on 443, a bare TCP port 8443, UDP 53 and 5353.
+
+    Everything that reaches it is written to journal, one JSON line each; "ready" comes first.
+    """
+
+    async def tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _note(journal, "tcp", port=8443)
+        writer.close()
+
+    loop = asyncio.get_running_loop()
+    tcp_server = await asyncio.start_server(tcp, host, 8443)
+    for port in (53, 5353):
+        await loop.create_datagram_endpoint(
+            functools.partial(_Datagrams, journal, port), (host, port)
+        )
+    async with tcp_server, serve(Upstream(journal=journal), cert, key, host, 443):
+        _note(journal, "ready")
+        await asyncio.Event().wait()
