@@ -28,6 +28,9 @@ class Conn(Protocol):
     async def drain(self) -> None:
         """Wait until the send buffer is below its high-water mark."""
 
+    def close_write(self) -> None:
+        """Signal the end of what this side sends, and keep reading."""
+
     def close(self) -> None:
         """Close the stream (without waiting)."""
 
@@ -57,6 +60,12 @@ class StreamConn:
     async def drain(self) -> None:
         """Wait until the send buffer is below its high-water mark."""
         await self.writer.drain()
+
+    def close_write(self) -> None:
+        """Half-close: send FIN, keep reading."""
+        with contextlib.suppress(OSError, RuntimeError):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
 
     def close(self) -> None:
         """Close the stream (without waiting)."""
@@ -124,10 +133,15 @@ class TlsConn:
         """Wait until the send buffer is below its high-water mark."""
         await self.raw.drain()
 
-    def close(self) -> None:
-        """Send close_notify (best effort) and close the stream."""
+    def close_write(self) -> None:
+        """Send close_notify and half-close the stream under it."""
         with contextlib.suppress(ssl.SSLError):
             self._tls.unwrap()
         with contextlib.suppress(OSError, RuntimeError):
             self._flush()
+        self.raw.close_write()
+
+    def close(self) -> None:
+        """Send close_notify (best effort) and close the stream."""
+        self.close_write()
         self.raw.close()

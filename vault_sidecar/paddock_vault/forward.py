@@ -7,7 +7,9 @@ requests whose Host or target disagrees with it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ssl
 import time
 import zlib
 from collections.abc import Callable
@@ -28,6 +30,8 @@ from paddock_vault.upstream import Destination, Upstream, UpstreamPool
 Router = Callable[[h11.Request], tuple[Destination, bytes]]
 """A request -> (its destination, the origin-form target to send); raises VaultError."""
 
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 1 << 20
 _RESPONSE_DROP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"alt-svc", b"upgrade", b"trailer"}
 )
@@ -236,8 +240,16 @@ async def serve(
 
 
 async def refuse(agent: AgentSide, error: VaultError) -> None:
-    """Answer with an error and close, if no response has started on this connection."""
+    """Answer with an error, if no response has started on this connection, and let it close."""
     if not agent.response_started:
         agent.conn.send(error_response(error))
         with contextlib.suppress(OSError):
             await agent.conn.drain()
+    # Read what the agent is still sending (a body the vault refused) for a moment before the
+    # caller closes: closing with unread input resets the connection and can lose the answer.
+    agent.conn.close_write()
+    with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+        async with asyncio.timeout(_LINGER_SECONDS):
+            drained = 0
+            while drained < _LINGER_BYTES and (data := await agent.conn.recv()):
+                drained += len(data)
