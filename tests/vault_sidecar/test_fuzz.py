@@ -262,9 +262,12 @@ def test_proxy_never_sends_a_real_value_to_the_wrong_host(live: Live, case: dict
     reply = _request(live, host, head, chunks)
     status = int(reply.split(b" ", 2)[1])
     assert status in (200, 400, 403, 413, 431), reply[:200]
+    # A request refused halfway through its body reaches the server's app only after the
+    # abort, maybe during the next example: attribute each request by its own Host.
     for seen in live.upstream.seen[before:]:
+        seen_host = (seen.header(b"host") or b"").decode().split(":")[0]
         for name, real in REALS.items():
-            if name not in MAY_RECEIVE[host]:
+            if name not in MAY_RECEIVE[seen_host]:
                 assert real.encode() not in seen.raw()
     for real in REALS.values():
         assert real.encode() not in reply

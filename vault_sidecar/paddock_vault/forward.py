@@ -21,6 +21,7 @@ import h11
 
 from paddock_vault import audit, swap
 from paddock_vault.config import Route
+from paddock_vault.conn import TlsConn
 from paddock_vault.context import Context
 from paddock_vault.errors import PolicyError, RequestError, UpstreamError, VaultError
 from paddock_vault.h1 import AgentSide
@@ -248,8 +249,10 @@ async def refuse(agent: AgentSide, error: VaultError) -> None:
     # Read what the agent is still sending (a body the vault refused) for a moment before the
     # caller closes: closing with unread input resets the connection and can lose the answer.
     agent.conn.close_write()
+    # Under TLS, after close_notify, only the raw bytes can still be read.
+    raw = agent.conn.raw if isinstance(agent.conn, TlsConn) else agent.conn
     with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
         async with asyncio.timeout(_LINGER_SECONDS):
             drained = 0
-            while drained < _LINGER_BYTES and (data := await agent.conn.recv()):
+            while drained < _LINGER_BYTES and (data := await raw.recv()):
                 drained += len(data)
