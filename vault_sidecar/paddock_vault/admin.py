@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import h11
+from http import HTTPStatus
 
+from paddock_vault import h1
 from paddock_vault.conn import StreamConn
 from paddock_vault.context import Context
-from paddock_vault.h1 import AgentSide
+from paddock_vault.h1 import END, AgentSide
 
 
 def _respond(agent: AgentSide, status: int, body: bytes, content_type: bytes) -> None:
-    headers = [(b"Content-Type", content_type), (b"Content-Length", str(len(body)).encode())]
-    agent.send(h11.Response(status_code=status, headers=headers))
-    agent.send(h11.Data(data=body))
-    agent.send(h11.EndOfMessage())
+    headers = [(b"Content-Type", content_type), (b"Content-Length", b"%d" % len(body))]
+    agent.respond(h1.response_head(status, HTTPStatus(status).phrase.encode(), headers) + body)
 
 
 async def handle(ctx: Context, raw: StreamConn) -> None:
@@ -23,7 +22,7 @@ async def handle(ctx: Context, raw: StreamConn) -> None:
         request = await agent.next_request(ctx.settings.idle_timeout)
         if request is None:
             return
-        while not isinstance(await agent.next_event(ctx.settings.header_timeout), h11.EndOfMessage):
+        while await agent.next_event(ctx.settings.header_timeout) is not END:
             pass
         path = request.target.split(b"?", 1)[0]
         if request.method != b"GET":
@@ -36,6 +35,5 @@ async def handle(ctx: Context, raw: StreamConn) -> None:
         else:
             _respond(agent, 404, b"not found\n", b"text/plain")
         await raw.drain()
-        if not agent.reusable():
+        if not request.keep_alive:
             return
-        agent.next_cycle()

@@ -7,10 +7,9 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-
-import h11
+from typing import Any
 
 from paddock_vault import admin, explicit, transparent
 from paddock_vault.config import ConfigError, ConfigWatcher
@@ -59,7 +58,9 @@ class Vault:
         sockname = self.servers[name][0].sockets[0].getsockname()
         return str(sockname[0]), int(sockname[1])
 
-    def _on_connect(self, mode: str, handler: Handler) -> Callable[..., Awaitable[None]]:
+    def _on_connect(self, name: str, handler: Handler) -> Callable[..., Awaitable[None]]:
+        mode = {"proxy": explicit.MODE, "transparent": transparent.MODE}.get(name, name)
+
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             metrics = self.ctx.metrics
             if metrics.connections >= self.settings.max_connections:
@@ -75,7 +76,7 @@ class Vault:
                 await handler(self.ctx, conn)
             except VaultError as error:
                 self.ctx.refusal(error, mode, host=None)
-            except (OSError, ssl.SSLError, h11.ProtocolError, TimeoutError) as error:
+            except (OSError, ssl.SSLError, TimeoutError) as error:
                 log.debug("%s connection ended: %r", mode, error)
             except Exception:
                 log.exception("%s connection failed", mode)
@@ -153,13 +154,23 @@ async def _serve(settings: VaultSettings) -> None:
         await stop.wait()
 
 
+def runner(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run, on uvloop where it is installed (about twice the requests per CPU second)."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def run(settings: VaultSettings) -> int:
     """Run the sidecar until SIGTERM; 2 when its configuration cannot be loaded."""
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     try:
-        asyncio.run(_serve(settings))
+        runner(_serve(settings))
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return 2

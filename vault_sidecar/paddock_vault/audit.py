@@ -32,6 +32,9 @@ def record(
     status: int | None = None,
 ) -> None:
     """Log one decision: `blocked` at WARNING, everything else at INFO."""
+    level = logging.WARNING if event == "blocked" else logging.INFO
+    if not log.isEnabledFor(level):
+        return
     entry = {
         "event": event,
         "mode": mode,
@@ -45,4 +48,4 @@ def record(
         "message": message,
     }
     line = json.dumps({k: v for k, v in entry.items() if v is not None})
-    log.log(logging.WARNING if event == "blocked" else logging.INFO, line)
+    log.log(level, line)

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -24,6 +25,8 @@ from paddock_vault import hosts
 
 log = logging.getLogger(__name__)
 _MIN_SECRET = 8
+_MEMO = 4096
+T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -63,12 +66,32 @@ class Policy:
     credentials: tuple[Credential, ...]
     egress_allow: tuple[str, ...]
     ca: pki.KeyPair
+    _memo: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def memo(self, key: Hashable, make: Callable[[], T]) -> T:
+        """make(), computed once per key for this policy (a new policy starts afresh)."""
+        try:
+            found: T = self._memo[key]
+        except KeyError:
+            found = make()
+            if len(self._memo) < _MEMO:
+                self._memo[key] = found
+        return found
+
+    def bound(self, host: str) -> tuple[Credential, ...]:
+        """The credentials whose real values may go to a normalised host."""
+        return self.memo(
+            ("bound", host), lambda: tuple(c for c in self.credentials if c.binds(host))
+        )
 
     def route(self, host: str) -> Route:
         """Decrypt, tunnel or refuse connections to a normalised host."""
+        return self.memo(("route", host), lambda: self._route(host))
+
+    def _route(self, host: str) -> Route:
         if hosts.is_ip(host):
             return Route.REFUSE
-        if any(c.binds(host) for c in self.credentials):
+        if self.bound(host):
             return Route.DECRYPT
         if hosts.matches_any(self.egress_allow, host):
             return Route.TUNNEL

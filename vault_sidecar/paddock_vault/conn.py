@@ -3,6 +3,9 @@
 The vault must look at the first bytes of a connection (a ClientHello, an HTTP request) before it
 knows whether to start TLS, so server-side TLS runs over memory BIOs here instead of asyncio's
 transport, and bytes already read can be pushed back with `unread`.
+
+Writes are gathered and leave in one system call (one TLS record) on `flush`, `drain`, or before
+the connection waits for input: a response head and a small body go out together.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ class Conn(Protocol):
     def send(self, data: bytes) -> None:
         """Queue data for sending."""
 
+    def flush(self) -> None:
+        """Hand what was queued to the network now."""
+
     async def drain(self) -> None:
-        """Wait until the send buffer is below its high-water mark."""
+        """Flush, then wait until the send buffer is below its high-water mark."""
 
     def close_write(self) -> None:
         """Signal the end of what this side sends, and keep reading."""
@@ -41,6 +47,7 @@ class StreamConn:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self._pushed_back = b""
+        self._queued: list[bytes] = []
 
     def unread(self, data: bytes) -> None:
         """Make data the next thing recv returns."""
@@ -51,25 +58,36 @@ class StreamConn:
         if self._pushed_back:
             data, self._pushed_back = self._pushed_back, b""
             return data
+        self.flush()
         return await self.reader.read(CHUNK)
 
     def send(self, data: bytes) -> None:
         """Queue data for sending."""
-        self.writer.write(data)
+        self._queued.append(data)
+
+    def flush(self) -> None:
+        """Hand what was queued to the transport in one write."""
+        if self._queued:
+            data = b"".join(self._queued) if len(self._queued) > 1 else self._queued[0]
+            self._queued.clear()
+            self.writer.write(data)
 
     async def drain(self) -> None:
-        """Wait until the send buffer is below its high-water mark."""
+        """Flush, then wait until the send buffer is below its high-water mark."""
+        self.flush()
         await self.writer.drain()
 
     def close_write(self) -> None:
         """Half-close: send FIN, keep reading."""
         with contextlib.suppress(OSError, RuntimeError):
+            self.flush()
             if self.writer.can_write_eof():
                 self.writer.write_eof()
 
     def close(self) -> None:
         """Close the stream (without waiting)."""
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(OSError, RuntimeError):
+            self.flush()
             self.writer.close()
 
 
@@ -81,14 +99,16 @@ class TlsConn:
         self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._eof = False
+        self._queued: list[bytes] = []
 
     def _flush(self) -> None:
         pending = self._outgoing.read()
         if pending:
             self.raw.send(pending)
+        self.raw.flush()
 
     async def _fill(self) -> bool:
-        self._flush()
+        self.flush()
         data = await self.raw.recv()
         if not data:
             self._incoming.write_eof()
@@ -125,16 +145,26 @@ class TlsConn:
         return b""
 
     def send(self, data: bytes) -> None:
-        """Encrypt and queue data."""
-        self._tls.write(data)
+        """Queue data to encrypt."""
+        self._queued.append(data)
+
+    def flush(self) -> None:
+        """Encrypt what was queued (as few records as fit) and hand it to the stream."""
+        if self._queued:
+            data = b"".join(self._queued) if len(self._queued) > 1 else self._queued[0]
+            self._queued.clear()
+            self._tls.write(data)
         self._flush()
 
     async def drain(self) -> None:
-        """Wait until the send buffer is below its high-water mark."""
+        """Flush, then wait until the send buffer is below its high-water mark."""
+        self.flush()
         await self.raw.drain()
 
     def close_write(self) -> None:
         """Send close_notify and half-close the stream under it."""
+        with contextlib.suppress(OSError, RuntimeError, ssl.SSLError):
+            self.flush()
         with contextlib.suppress(ssl.SSLError):
             self._tls.unwrap()
         with contextlib.suppress(OSError, RuntimeError):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import h11
-
 from paddock_vault import forward, hosts, intercept, routing
 from paddock_vault.config import Route
 from paddock_vault.conn import StreamConn
@@ -38,9 +36,8 @@ async def handle(ctx: Context, raw: StreamConn) -> None:
     except PolicyError as error:
         failure = error
     else:
-        agent.send(h11.Response(status_code=200, headers=[], reason=b"Connection Established"))
-        leftover, _closed = agent.h11.trailing_data
-        raw.unread(leftover)
+        agent.respond(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        raw.unread(agent.leftover())
         await intercept.serve(ctx, raw, mode=MODE, host=host, port=port)
         return
     ctx.refusal(failure, MODE, host=None, method=b"CONNECT", target=request.target)

@@ -11,31 +11,26 @@ import asyncio
 import contextlib
 import ssl
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-import h11
-
-from paddock_vault import audit, swap
+from paddock_vault import audit, h1, response, swap
 from paddock_vault.config import Route
 from paddock_vault.conn import TlsConn
 from paddock_vault.context import Context
 from paddock_vault.errors import PolicyError, RequestError, UpstreamError, VaultError
-from paddock_vault.h1 import AgentSide
+from paddock_vault.h1 import END, AgentSide, Head
 from paddock_vault.scrub import ForbiddenError, StreamRewriter
 from paddock_vault.upstream import Destination, Upstream, UpstreamPool
 
-Router = Callable[[h11.Request], tuple[Destination, bytes]]
+Router = Callable[[Head], tuple[Destination, bytes]]
 """A request -> (its destination, the origin-form target to send); raises VaultError."""
 
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 1 << 20
-_RESPONSE_DROP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"alt-svc", b"upgrade", b"trailer"}
-)
+_FRAMING = (b"content-length", b"transfer-encoding", b"accept-encoding")
 
 
 def error_response(error: VaultError) -> bytes:
@@ -50,13 +45,19 @@ def error_response(error: VaultError) -> bytes:
     )
 
 
+def _expects_continue(request: Head) -> bool:
+    return request.version == b"1.1" and any(
+        v.lower() == b"100-continue" for v in request.values(b"expect")
+    )
+
+
 @dataclass
 class _Exchange:
     ctx: Context
     agent: AgentSide
     pool: UpstreamPool
     mode: str
-    request: h11.Request
+    request: Head
     dest: Destination | None = None
     target: bytes = b""
 
@@ -69,144 +70,86 @@ class _Exchange:
             "target": self.target or None,
         }
 
+    def _outgoing(self, dest: Destination) -> swap.Outgoing:
+        policy = self.ctx.policy
+        route = policy.route(dest.host)
+        if route is Route.REFUSE or (route is Route.TUNNEL and dest.tls):
+            raise PolicyError(f"{dest.host} is not an allowed destination", reason="destination")
+        return swap.rewrite_request(
+            policy, dest.host, secure=dest.tls, target=self.target, headers=self.request.headers
+        )
+
+    def _headers(self, outgoing: swap.Outgoing, dest: Destination) -> list[tuple[bytes, bytes]]:
+        request = self.request
+        drop = _FRAMING if dest.tls else _FRAMING[:2]
+        headers = [(n, v) for n, v in outgoing.headers if n.lower() not in drop]
+        if request.chunked:
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        elif request.length is not None:
+            headers.append((b"Content-Length", b"%d" % request.length))
+        if dest.tls:
+            # The vault must see response bodies in clear text to scrub them.
+            headers.append((b"Accept-Encoding", b"identity"))
+        return headers
+
     async def run(self, router: Router) -> bool:
         started = time.monotonic()
-        self.dest, self.target = router(self.request)
-        policy = self.ctx.policy
-        route = policy.route(self.dest.host)
-        if route is Route.REFUSE or (route is Route.TUNNEL and self.dest.tls):
-            raise PolicyError(
-                f"{self.dest.host} is not an allowed destination", reason="destination"
-            )
-        outgoing = swap.rewrite_request(
-            policy,
-            self.dest.host,
-            secure=self.dest.tls,
-            target=self.target,
-            headers=list(self.request.headers.raw_items()),
-        )
-        headers = outgoing.headers
-        if self.dest.tls:
-            # The vault must see response bodies in clear text to scrub them.
-            headers = [(n, v) for n, v in headers if n.lower() != b"accept-encoding"]
-            headers.append((b"Accept-Encoding", b"identity"))
-        if self.agent.h11.they_are_waiting_for_100_continue:
-            self.agent.send(h11.InformationalResponse(status_code=100, headers=[]))
-        upstream = await self.pool.get(self.dest)
+        request = self.request
+        if request.upgrade:
+            raise RequestError("protocol upgrades are not supported", status=501)
+        dest, self.target = router(request)
+        self.dest = dest
+        outgoing = self._outgoing(dest)
+        if _expects_continue(request):
+            self.agent.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        upstream = await self.pool.get(dest)
         upstream.send(
-            h11.Request(method=self.request.method, target=outgoing.target, headers=headers)
+            h1.request_head(request.method, outgoing.target, self._headers(outgoing, dest))
         )
-        guard = StreamRewriter(swap.body_guard(policy, self.dest.host, secure=self.dest.tls))
+        upstream.expect_response(head_only=request.method == b"HEAD")
+        guard = StreamRewriter(swap.body_guard(self.ctx.policy, dest.host, secure=dest.tls))
         await self._request_body(upstream, guard)
-        status = await self._response(upstream)
+        status, keep = await response.relay(self.ctx, self.agent, upstream, request, dest.tls)
         self.ctx.metrics.request(self.mode, "forwarded", time.monotonic() - started)
         audit.record(
-            "forwarded",
-            mode=self.mode,
-            status=status,
-            credentials=outgoing.swapped,
-            **self.where(),
+            "forwarded", mode=self.mode, status=status, credentials=outgoing.swapped, **self.where()
         )
         self.pool.release()
-        return self.agent.reusable()
+        return keep
 
     async def _request_body(self, upstream: Upstream, guard: StreamRewriter) -> None:
         settings = self.ctx.settings
+        chunked = self.request.chunked
         total = 0
         while True:
-            event = await self.agent.next_event(settings.header_timeout)
-            if isinstance(event, h11.Data):
-                total += len(event.data)
-                if total > settings.max_body_bytes:
-                    raise RequestError("request body too large", status=413, reason="limit")
-                try:
-                    data = guard.feed(event.data)
-                except ForbiddenError:
-                    raise PolicyError(
-                        "the request body holds a credential that may not go to "
-                        f"{self.dest.host if self.dest else '?'}",
-                        reason="credential_blocked",
-                    ) from None
-                if data:
-                    upstream.send(h11.Data(data=data))
-                    await self._drain_upstream(upstream)
-            elif isinstance(event, h11.EndOfMessage):
+            event = await self.agent.next_event(settings.header_timeout, before_wait=upstream.conn)
+            if event is END:
                 tail = guard.flush()
                 if tail:
-                    upstream.send(h11.Data(data=tail))
-                upstream.send(h11.EndOfMessage())
+                    upstream.send(h1.chunk(tail) if chunked else tail)
+                if chunked:
+                    upstream.send(h1.LAST_CHUNK)
                 self.ctx.metrics.transfer("upstream_sent", total)
                 return
-            else:
-                raise RequestError("connection closed inside the request body")
-
-    async def _drain_upstream(self, upstream: Upstream) -> None:
-        try:
-            await upstream.conn.drain()
-        except OSError as error:
-            raise UpstreamError(f"upstream closed: {error}", reason="connect") from None
-
-    async def _response(self, upstream: Upstream) -> int:
-        timeout = self.ctx.settings.upstream_timeout
-        while True:
-            event = await upstream.next_event(timeout)
-            if isinstance(event, h11.Response):
-                break
-            if not isinstance(event, h11.InformationalResponse):
-                raise UpstreamError("upstream closed without a response", reason="protocol")
-        policy = self.ctx.policy
-        status = event.status_code
-        headers = [(n, v) for n, v in event.headers.raw_items() if n.lower() not in _RESPONSE_DROP]
-        decoder = _decoder(headers) if self.dest and self.dest.tls else None
-        if decoder is not None:
-            headers = [
-                (n, v)
-                for n, v in headers
-                if n.lower() not in (b"content-encoding", b"content-length")
-            ]
-        self.agent.send(
-            h11.Response(
-                status_code=event.status_code,
-                headers=swap.scrub_headers(policy, headers),
-                reason=event.reason,
-            )
-        )
-        scrubber = StreamRewriter(swap.body_scrub(policy))
-        received = 0
-        while True:
-            event = await upstream.next_event(timeout)
-            if isinstance(event, h11.Data):
-                received += len(event.data)
-                data = decoder.decompress(event.data) if decoder else event.data
-                out = scrubber.feed(data)
-                if out:
-                    self.agent.send(h11.Data(data=out))
-                    await self.agent.conn.drain()
-            elif isinstance(event, h11.EndOfMessage):
-                tail = scrubber.flush()
-                if tail:
-                    self.agent.send(h11.Data(data=tail))
-                trailers = swap.scrub_headers(policy, list(event.headers.raw_items()))
-                self.agent.send(h11.EndOfMessage(headers=trailers))
-                self.ctx.metrics.transfer("upstream_received", received)
-                return status
-            else:
-                raise UpstreamError("upstream closed inside the response body", reason="protocol")
-
-
-def _decoder(headers: list[tuple[bytes, bytes]]) -> zlib._Decompress | None:
-    encodings = [v.strip().lower() for n, v in headers if n.lower() == b"content-encoding"]
-    if not encodings or encodings == [b"identity"]:
-        return None
-    if encodings in ([b"gzip"], [b"x-gzip"]):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if encodings == [b"deflate"]:
-        return zlib.decompressobj()
-    raise UpstreamError(
-        f"upstream sent Content-Encoding {b', '.join(encodings).decode('latin-1')}, which the "
-        "vault cannot scrub",
-        reason="encoding",
-    )
+            if not isinstance(event, bytes):
+                raise RequestError("unexpected message inside a request body")
+            total += len(event)
+            if total > settings.max_body_bytes:
+                raise RequestError("request body too large", status=413, reason="limit")
+            try:
+                data = guard.feed(event)
+            except ForbiddenError:
+                raise PolicyError(
+                    "the request body holds a credential that may not go to "
+                    f"{self.dest.host if self.dest else '?'}",
+                    reason="credential_blocked",
+                ) from None
+            if data:
+                upstream.send(h1.chunk(data) if chunked else data)
+                try:
+                    await upstream.conn.drain()
+                except OSError as error:
+                    raise UpstreamError(f"upstream closed: {error}", reason="connect") from None
 
 
 async def serve(
@@ -215,7 +158,7 @@ async def serve(
     router: Router,
     *,
     mode: str,
-    first: h11.Request | None = None,
+    first: Head | None = None,
 ) -> None:
     """Run the agent connection's exchanges until either side closes or a request is refused."""
     pool = UpstreamPool(ctx)
@@ -229,8 +172,8 @@ async def serve(
                     return
             exchange = _Exchange(ctx, agent, pool, mode, request)
             if not await exchange.run(router):
+                await agent.conn.drain()
                 return
-            agent.next_cycle()
             request = None
     except VaultError as error:
         where = exchange.where() if exchange is not None else {}
@@ -243,7 +186,7 @@ async def serve(
 async def refuse(agent: AgentSide, error: VaultError) -> None:
     """Answer with an error, if no response has started on this connection, and let it close."""
     if not agent.response_started:
-        agent.conn.send(error_response(error))
+        agent.respond(error_response(error))
         with contextlib.suppress(OSError):
             await agent.conn.drain()
     # Read what the agent is still sending (a body the vault refused) for a moment before the

@@ -1,8 +1,9 @@
-"""Strict checks on a raw request head before h11 parses it: smuggling tricks are refused.
+"""Strict checks on a raw request head before the parser sees it: smuggling tricks are refused.
 
-h11 already frames messages safely for itself, but it accepts some ambiguous heads that another
-server behind a proxy might read differently (Content-Length together with Transfer-Encoding, or
-`chunKed`, which h11 lower-cases). The vault sees the raw bytes first and refuses those outright.
+llhttp frames messages safely for itself, but treats some heads as benign that another server
+behind a proxy might read differently (`chunKed`, which it matches case-insensitively, or a
+Transfer-Encoding list). The vault sees the raw bytes first and refuses those outright, and
+anything with both Content-Length and Transfer-Encoding.
 """
 
 from __future__ import annotations

@@ -8,14 +8,16 @@ agree; a redirected plain HTTP connection takes its name from Host.
 
 from __future__ import annotations
 
-import h11
+import functools
 
 from paddock_vault import hosts
 from paddock_vault.errors import PolicyError, RequestError
 from paddock_vault.forward import Router
+from paddock_vault.h1 import Head
 from paddock_vault.upstream import Destination
 
 
+@functools.lru_cache(maxsize=4096)
 def _authority(value: bytes, default_port: int | None) -> tuple[str, int | None]:
     try:
         text = value.decode("ascii")
@@ -26,8 +28,8 @@ def _authority(value: bytes, default_port: int | None) -> tuple[str, int | None]
         raise RequestError(f"invalid authority: {error}") from None
 
 
-def _host_header(request: h11.Request) -> tuple[str, int | None]:
-    values = [v for n, v in request.headers if n == b"host"]
+def _host_header(request: Head) -> tuple[str, int | None]:
+    values = request.values(b"host")
     if len(values) != 1:
         raise RequestError("a request needs exactly one Host header")
     return _authority(values[0], None)
@@ -60,7 +62,7 @@ def fixed(dest: Destination) -> Router:
     """Requests inside a connection to dest (a CONNECT tunnel, a redirected connection)."""
     scheme = b"https" if dest.tls else b"http"
 
-    def route(request: h11.Request) -> tuple[Destination, bytes]:
+    def route(request: Head) -> tuple[Destination, bytes]:
         target = request.target
         if request.method == b"CONNECT":
             raise RequestError("CONNECT inside a tunnel")
@@ -73,7 +75,7 @@ def fixed(dest: Destination) -> Router:
     return route
 
 
-def proxy_request(request: h11.Request) -> tuple[Destination, bytes]:
+def proxy_request(request: Head) -> tuple[Destination, bytes]:
     """A plain HTTP proxy request: `GET http://host[:port]/path`."""
     if request.method == b"CONNECT":
         raise RequestError("CONNECT must be the first request on a proxy connection")
@@ -89,7 +91,7 @@ def proxy_request(request: h11.Request) -> tuple[Destination, bytes]:
 def by_host(port: int) -> Router:
     """A redirected plain HTTP connection to port: the Host header names the destination."""
 
-    def route(request: h11.Request) -> tuple[Destination, bytes]:
+    def route(request: Head) -> tuple[Destination, bytes]:
         host, host_port = _host_header(request)
         dest = Destination(host, port, tls=False)
         _agree(dest, host, host_port, "Host")

@@ -13,15 +13,26 @@ class ForbiddenError(Exception):
     """A needle that must not pass was found; args[0] is the needle."""
 
 
+class Needles:
+    """What to look for and what to put instead (None: must not pass), prepared once."""
+
+    def __init__(self, replacements: Mapping[bytes, bytes | None]) -> None:
+        self.replacements = {n: r for n, r in replacements.items() if n}
+        # Longest first, so that at one position the longer needle wins.
+        self.needles = sorted(self.replacements, key=len, reverse=True)
+        self.firsts = {n[0] for n in self.needles}
+        self.longest = len(self.needles[0]) if self.needles else 0
+
+
 class StreamRewriter:
     """Replaces each needle with its replacement; a needle mapped to None raises ForbiddenError."""
 
-    def __init__(self, replacements: Mapping[bytes, bytes | None]) -> None:
-        self._replacements = {n: r for n, r in replacements.items() if n}
-        # Longest first, so that at one position the longer needle wins.
-        self._needles = sorted(self._replacements, key=len, reverse=True)
-        self._firsts = {n[0] for n in self._needles}
-        self._longest = len(self._needles[0]) if self._needles else 0
+    def __init__(self, needles: Needles | Mapping[bytes, bytes | None]) -> None:
+        prepared = needles if isinstance(needles, Needles) else Needles(needles)
+        self._replacements = prepared.replacements
+        self._needles = prepared.needles
+        self._firsts = prepared.firsts
+        self._longest = prepared.longest
         self._held = b""
 
     def _partial(self, tail: bytes) -> int:
@@ -65,7 +76,7 @@ class StreamRewriter:
         return self._replace(self._held, final=True) if self._held else b""
 
 
-def replace_all(data: bytes, replacements: Mapping[bytes, bytes | None]) -> bytes:
+def replace_all(data: bytes, replacements: Needles | Mapping[bytes, bytes | None]) -> bytes:
     """data with every needle replaced (ForbiddenError for a None replacement)."""
     rewriter = StreamRewriter(replacements)
     return rewriter.feed(data) + rewriter.flush()

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from paddock_vault.config import Credential, Policy
 from paddock_vault.errors import PolicyError
+from paddock_vault.scrub import Needles
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -43,31 +45,50 @@ class Outgoing:
     swapped: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a request to one host may and may not carry, prepared once per policy."""
+
+    bound: tuple[Credential, ...]
+    owners: dict[bytes, Credential]
+    """Every stub and real value that must not go to the host, and whose it is."""
+    forbidden: re.Pattern[bytes] | None
+    guard: Needles
+
+
+def _plan(policy: Policy, host: str, secure: bool) -> _Plan:
+    def make() -> _Plan:
+        bound = policy.bound(host) if secure else ()
+        owners = {n: c for c in policy.credentials if c not in bound for n in (c.stub, c.real)}
+        pattern = b"|".join(re.escape(n) for n in sorted(owners, key=len, reverse=True))
+        forbidden = re.compile(pattern) if owners else None
+        return _Plan(bound, owners, forbidden, Needles(dict.fromkeys(owners)))
+
+    return policy.memo(("plan", host, secure), make)
+
+
 def _basic(value: bytes) -> bytes | None:
-    scheme, _, token = value.strip().partition(b" ")
-    if scheme.lower() != b"basic":
+    if value[:6].lower() != b"basic ":
         return None
     try:
-        return base64.b64decode(token.strip(), validate=True)
+        return base64.b64decode(value[6:].strip(), validate=True)
     except (binascii.Error, ValueError):
         return None
 
 
-def _forms(value: bytes) -> list[bytes]:
-    forms = [value]
-    decoded = _basic(value)
-    if decoded is not None:
-        forms.append(decoded)
-    if b"%" in value:
-        forms.append(urllib.parse.unquote_to_bytes(value))
-    return forms
-
-
-def _leak(forms: Sequence[bytes], foreign: Sequence[Credential]) -> Credential | None:
-    for credential in foreign:
-        if any(credential.stub in f or credential.real in f for f in forms):
-            return credential
-    return None
+def _leak(plan: _Plan, value: bytes) -> Credential | None:
+    """The credential whose stub or value is in value (raw, Basic-decoded or percent-decoded)."""
+    forbidden = plan.forbidden
+    if forbidden is None:
+        return None
+    found = forbidden.search(value)
+    if found is None:
+        decoded = _basic(value)
+        if decoded is not None:
+            found = forbidden.search(decoded)
+        if found is None and b"%" in value:
+            found = forbidden.search(urllib.parse.unquote_to_bytes(value))
+    return plan.owners[found.group()] if found else None
 
 
 def _swap(value: bytes, bound: Sequence[Credential]) -> tuple[bytes, list[str]]:
@@ -103,33 +124,37 @@ def _swap_query(target: bytes, bound: Sequence[Credential]) -> tuple[bytes, list
     return path + sep + query, used
 
 
-def rewrite_request(
-    policy: Policy, host: str, *, secure: bool, target: bytes, headers: Headers
-) -> Outgoing:
-    """The request to send to host, stubs swapped; PolicyError if a credential must not go there."""
-    bound = [c for c in policy.credentials if secure and c.binds(host)]
-    foreign = [c for c in policy.credentials if c not in bound]
-    leaked = _leak(_forms(target), foreign)
-    if leaked is not None:
-        raise _blocked(leaked, host, secure)
-    target, swapped = _swap_query(target, bound)
-    connection_tokens = {
+def _connection_tokens(headers: Headers) -> set[bytes]:
+    return {
         token.strip().lower()
         for name, value in headers
         if name.lower() == b"connection"
         for token in value.split(b",")
     }
+
+
+def rewrite_request(
+    policy: Policy, host: str, *, secure: bool, target: bytes, headers: Headers
+) -> Outgoing:
+    """The request to send to host, stubs swapped; PolicyError if a credential must not go there."""
+    plan = _plan(policy, host, secure)
+    bound = plan.bound
+    leaked = _leak(plan, target)
+    if leaked is not None:
+        raise _blocked(leaked, host, secure)
+    target, swapped = _swap_query(target, bound)
+    drop = HOP_BY_HOP | _connection_tokens(headers)
     out: Headers = []
     for name, value in headers:
-        leaked = _leak([name, *_forms(value)], foreign)
+        leaked = _leak(plan, name) or _leak(plan, value)
         if leaked is not None:
             raise _blocked(leaked, host, secure)
-        lowered = name.lower()
-        if lowered in HOP_BY_HOP or lowered in connection_tokens:
+        if name.lower() in drop:
             continue
-        swapped_value, used = _swap(value, bound)
-        swapped += used
-        out.append((name, swapped_value))
+        if bound:
+            value, used = _swap(value, bound)  # noqa: PLW2901 - the swapped value goes out
+            swapped += used
+        out.append((name, value))
     for credential in bound:
         if credential.injection is not None:
             header = credential.injection.header.encode("ascii")
@@ -152,12 +177,13 @@ def scrub_headers(policy: Policy, headers: Headers) -> Headers:
     return out
 
 
-def body_guard(policy: Policy, host: str, *, secure: bool) -> dict[bytes, bytes | None]:
+def body_guard(policy: Policy, host: str, *, secure: bool) -> Needles:
     """Needles a request body to host must not contain (stubs and values of other credentials)."""
-    foreign = [c for c in policy.credentials if not (secure and c.binds(host))]
-    return {needle: None for c in foreign for needle in (c.stub, c.real)}
+    return _plan(policy, host, secure).guard
 
 
-def body_scrub(policy: Policy) -> dict[bytes, bytes | None]:
+def body_scrub(policy: Policy) -> Needles:
     """Real values in a response body, each masked with as many `*` (the length stays)."""
-    return {c.real: b"*" * len(c.real) for c in policy.credentials}
+    return policy.memo(
+        "scrub", lambda: Needles({c.real: b"*" * len(c.real) for c in policy.credentials})
+    )

@@ -11,12 +11,10 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 
-import h11
-
 from paddock_vault.conn import StreamConn
 from paddock_vault.context import Context
 from paddock_vault.errors import UpstreamError
-from paddock_vault.h1 import Peer
+from paddock_vault.h1 import UpstreamSide
 
 
 @dataclass(frozen=True)
@@ -63,11 +61,11 @@ async def connect(ctx: Context, dest: Destination) -> StreamConn:
     raise UpstreamError(f"cannot connect to {dest.authority()}: {failure}", reason="connect")
 
 
-class Upstream(Peer):
-    """An HTTP/1.1 client connection to one destination, reused while both ends keep it alive."""
+class Upstream(UpstreamSide):
+    """An HTTP/1.1 connection to one destination, reused while both ends keep it alive."""
 
     def __init__(self, dest: Destination, conn: StreamConn, max_head: int) -> None:
-        super().__init__(conn, h11.CLIENT, max_head)
+        super().__init__(conn, max_head)
         self.dest = dest
         self.stream = conn
 
@@ -83,8 +81,7 @@ class UpstreamPool:
         """A ready connection to dest: the kept one if it fits, else a new one."""
         current = self.current
         if current is not None:
-            alive = not current.stream.reader.at_eof()
-            if alive and current.dest == dest and current.h11.our_state is h11.IDLE:
+            if current.dest == dest and not current.stream.reader.at_eof():
                 return current
             self.discard()
         conn = await connect(self.ctx, dest)
@@ -96,9 +93,7 @@ class UpstreamPool:
         current = self.current
         if current is None:
             return
-        if current.reusable():
-            current.next_cycle()
-        else:
+        if not current.reusable():
             self.discard()
 
     def discard(self) -> None:
