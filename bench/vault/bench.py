@@ -1,14 +1,14 @@
 """Vault sidecar benchmark: direct HTTPS, through paddock's vault, through mitmdump, in one run.
 
-Same upstream (nginx over TLS on loopback), same load generator (hey, keep-alive, HTTPS through an
-HTTP CONNECT proxy), same header rewrite (the stub in Authorization becomes the real value; nginx
-answers 200 only when it got the real value). Prints p50/p99 latency at 1 connection, requests/s
-at 1 and 10 connections, and SSE time to first event, with ratios.
+Same upstream (nginx over TLS on loopback, port 443), same load generator (hey, keep-alive,
+HTTPS through an HTTP CONNECT proxy), same header rewrite (the stub in Authorization becomes the
+real value; nginx answers 200 only when it got the real value). Prints p50/p99 latency at 1
+connection, requests/s at 1 and 10 connections, and SSE time to first event, with ratios.
 
 Tools, cached under ~/.cache/paddock (built or installed on first use):
   nginx-light (Debian), hey (Go module github.com/rakyll/hey), mitmproxy 11.0.2 (PyPI, own venv).
 
-    .venv/bin/python bench/vault/bench.py [--seconds 5]
+    .venv/bin/python bench/vault/bench.py [--seconds 3] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ CACHE = Path.home() / ".cache" / "paddock"
 HEY = CACHE / "go-bin" / "hey"
 MITM_VENV = CACHE / "mitm-11.0.2"
 HOST = "localhost"
+SETUPS = ("direct", "paddock vault", "mitmdump")
 
 NGINX_CONF = """
 worker_processes 1;
@@ -197,12 +198,16 @@ def _mitm_cmd(work: Path, certs: Pki, proxy_port: int) -> list[str]:
 def _measure(port: int, proxy: int | None, seconds: float) -> dict[str, float]:
     url = f"https://{HOST}/"
     proxy_url = f"http://127.0.0.1:{proxy}" if proxy else None
-    p50, p99 = _latency(port, proxy, "/", 3000)
-    sse_p50, sse_p99 = _latency(port, proxy, "/sse", 1000)
+    p50, p99 = _latency(port, proxy, "/", 2000)
+    sse_p50, sse_p99 = _latency(port, proxy, "/sse", 500)
     return {
         "p50_ms": p50, "p99_ms": p99, "sse_p50_ms": sse_p50, "sse_p99_ms": sse_p99,
         "rps_1": _hey(url, proxy_url, 1, seconds), "rps_10": _hey(url, proxy_url, 10, seconds),
     }  # fmt: skip
+
+
+def _median(samples: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(s[key] for s in samples) for key in samples[0]}
 
 
 def _table(results: dict[str, dict[str, float]]) -> str:
@@ -232,7 +237,8 @@ def _table(results: dict[str, dict[str, float]]) -> str:
 def main() -> None:
     """Run the three set-ups one after the other against the same nginx, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="per hey run")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per hey run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     args = parser.parse_args()
     _tools()
     with tempfile.TemporaryDirectory(prefix="paddock-bench-") as tmp:
@@ -246,17 +252,25 @@ def main() -> None:
         conf.write_text(
             NGINX_CONF.format(dir=work, port=port, cert=cert, key=key, real=GITHUB_REAL)
         )
-        results: dict[str, dict[str, float]] = {}
-        with _running(["nginx", "-c", str(conf), "-e", str(work / "error.log")], port, "nginx"):
-            results["direct"] = _measure(port, None, args.seconds)
-            vault_port = _free_port()
-            cmd, env = _vault_cmd(work, certs, port, vault_port)
-            with _running(cmd, vault_port, "paddock vault", env=env, stderr=subprocess.DEVNULL):
-                results["paddock vault"] = _measure(port, vault_port, args.seconds)
-            mitm_port = _free_port()
-            with _running(_mitm_cmd(work, certs, mitm_port), mitm_port, "mitmdump"):
-                results["mitmdump"] = _measure(port, mitm_port, args.seconds)
-    print(f"cores: {os.cpu_count()}, hey {args.seconds:.0f} s per cell, upstream nginx TLS")
+        samples: dict[str, list[dict[str, float]]] = {n: [] for n in SETUPS}
+        nginx = ["nginx", "-c", str(conf), "-e", str(work / "error.log")]
+        vault_port, mitm_port = _free_port(), _free_port()
+        cmd, env = _vault_cmd(work, certs, port, vault_port)
+        with (
+            _running(nginx, port, "nginx"),
+            _running(cmd, vault_port, "paddock vault", env=env, stderr=subprocess.DEVNULL),
+            _running(_mitm_cmd(work, certs, mitm_port), mitm_port, "mitmdump"),
+        ):
+            # Rounds interleave the three set-ups, so that noise from other work on the machine
+            # falls on all of them; each cell is the median over the rounds.
+            for _ in range(args.rounds):
+                for name, proxy in zip(SETUPS, (None, vault_port, mitm_port), strict=True):
+                    samples[name].append(_measure(port, proxy, args.seconds))
+        results = {name: _median(s) for name, s in samples.items()}
+    print(
+        f"cores: {os.cpu_count()}, upstream nginx (TLS), medians of {args.rounds} interleaved "
+        f"rounds, hey {args.seconds:g} s per cell"
+    )
     print(_table(results))
 
 

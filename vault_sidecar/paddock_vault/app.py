@@ -7,9 +7,8 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
 
 from paddock_vault import admin, explicit, transparent
 from paddock_vault.config import ConfigError, ConfigWatcher
@@ -154,23 +153,13 @@ async def _serve(settings: VaultSettings) -> None:
         await stop.wait()
 
 
-def runner(main: Coroutine[Any, Any, None]) -> None:
-    """asyncio.run, on uvloop where it is installed (about twice the requests per CPU second)."""
-    try:
-        import uvloop  # noqa: PLC0415
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
-
-
 def run(settings: VaultSettings) -> int:
     """Run the sidecar until SIGTERM; 2 when its configuration cannot be loaded."""
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     try:
-        runner(_serve(settings))
+        asyncio.run(_serve(settings))
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return 2
