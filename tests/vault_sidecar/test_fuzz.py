@@ -109,6 +109,33 @@ def test_rewrite_never_puts_a_real_value_where_it_does_not_belong(
 @pytest.mark.unit
 @settings(max_examples=300, deadline=None)
 @given(
+    host=st.sampled_from(["api.github.test", "api.other.test", "evil.test"]),
+    secure=st.booleans(),
+    headers=_headers,
+    query=_value,
+)
+def test_raw_head_fast_path_agrees_with_the_field_by_field_look(
+    host: str, secure: bool, headers: list[tuple[str, str]], query: str
+) -> None:
+    target = b"/p?q=" + query.encode()
+    fields = [(n.encode(), v.encode()) for n, v in headers]
+    raw = b"GET " + target + b" HTTP/1.1\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in fields)
+    outcomes = []
+    for head in (None, raw + b"\r\n"):
+        try:
+            outcomes.append(
+                swap.rewrite_request(
+                    POLICY, host, secure=secure, target=target, headers=fields, raw=head
+                )
+            )
+        except PolicyError:
+            outcomes.append(None)
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.unit
+@settings(max_examples=300, deadline=None)
+@given(
     pieces=st.lists(
         st.one_of(
             st.binary(max_size=40), st.sampled_from([OTHER_REAL.encode(), GITHUB_REAL.encode()])

@@ -10,6 +10,7 @@ import pytest
 
 from paddock_vault.testing import (
     GITHUB_STUB,
+    Pki,
     Resolver,
     RunningVault,
     StartVault,
@@ -105,3 +106,26 @@ async def test_tunnel_needs_a_resolvable_safe_address(
         with pytest.raises(httpx.ConnectError):
             await client.get(f"https://allowed.test:{upstream.port}/")
     assert vault.dials.attempts == []
+
+
+async def test_silent_upstream_times_out(start_vault: StartVault, certs: Pki) -> None:
+    cert, key = certs.server_files(["api.github.test"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    accepted: list[bytes] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(await reader.read(65536))
+        await asyncio.sleep(10)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        vault = await start_vault(ports=[port], upstream_timeout=0.5)
+        async with vault.client() as client:
+            response = await client.get(f"https://api.github.test:{port}/slow")
+        server.close()
+    assert response.status_code == 504
+    assert accepted
+    assert accepted[0].startswith(b"GET /slow HTTP/1.1")

@@ -40,6 +40,9 @@ class Conn(Protocol):
     def close(self) -> None:
         """Close the stream (without waiting)."""
 
+    def interrupt(self, error: Exception) -> None:
+        """Make the pending (or next) recv raise error."""
+
 
 class StreamConn:
     """A Conn over asyncio streams (plain TCP, or TLS made by asyncio for upstream connections)."""
@@ -76,6 +79,10 @@ class StreamConn:
         """Flush, then wait until the send buffer is below its high-water mark."""
         self.flush()
         await self.writer.drain()
+
+    def interrupt(self, error: Exception) -> None:
+        """Make the pending (or next) recv raise error."""
+        self.reader.set_exception(error)
 
     def close_write(self) -> None:
         """Half-close: send FIN, keep reading."""
@@ -160,6 +167,10 @@ class TlsConn:
         """Flush, then wait until the send buffer is below its high-water mark."""
         self.flush()
         await self.raw.drain()
+
+    def interrupt(self, error: Exception) -> None:
+        """Make the pending (or next) recv raise error."""
+        self.raw.interrupt(error)
 
     def close_write(self) -> None:
         """Send close_notify and half-close the stream under it."""

@@ -75,8 +75,14 @@ class _Exchange:
         route = policy.route(dest.host)
         if route is Route.REFUSE or (route is Route.TUNNEL and dest.tls):
             raise PolicyError(f"{dest.host} is not an allowed destination", reason="destination")
+        request = self.request
         return swap.rewrite_request(
-            policy, dest.host, secure=dest.tls, target=self.target, headers=self.request.headers
+            policy,
+            dest.host,
+            secure=dest.tls,
+            target=self.target,
+            headers=request.headers,
+            raw=request.raw,
         )
 
     def _headers(self, outgoing: swap.Outgoing, dest: Destination) -> list[tuple[bytes, bytes]]:
@@ -180,6 +186,7 @@ async def serve(
         ctx.refusal(error, mode, **where)
         await refuse(agent, error)
     finally:
+        agent.stop()
         pool.discard()
 
 

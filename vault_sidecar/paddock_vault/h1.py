@@ -10,7 +10,6 @@ is closed after the answer instead.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
@@ -20,6 +19,7 @@ import httptools
 from paddock_vault import framing
 from paddock_vault.conn import Conn
 from paddock_vault.errors import RequestError, UpstreamError, VaultError
+from paddock_vault.watchdog import Watchdog
 
 
 class _End:
@@ -43,6 +43,8 @@ class Head:
     version: bytes = b"1.1"
     keep_alive: bool = True
     upgrade: bool = False
+    raw: bytes | None = None
+    """The head as received (requests only), for scans that need no parsing."""
     _lowered: dict[bytes, list[bytes]] | None = field(default=None, repr=False)
 
     def values(self, name: bytes) -> list[bytes]:
@@ -156,6 +158,10 @@ def chunk(data: bytes) -> bytes:
 LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
+class PeerTimeoutError(TimeoutError):
+    """A peer sent nothing within the time allowed."""
+
+
 class Peer:
     """One side of a connection the vault speaks HTTP/1.1 on."""
 
@@ -167,6 +173,7 @@ class Peer:
         self.max_head = max_head
         self._messages: _Messages | None = None
         self._head_bytes = 0
+        self._watchdog: Watchdog | None = None
         self.eof = False
 
     def send(self, data: bytes) -> None:
@@ -174,13 +181,26 @@ class Peer:
         self.conn.send(data)
 
     async def _recv(self, seconds: float) -> bytes:
+        watchdog = self._watchdog
+        if watchdog is None:
+            watchdog = self._watchdog = Watchdog(self._expired)
+        watchdog.arm(seconds)
         try:
-            async with asyncio.timeout(seconds):
-                return await self.conn.recv()
-        except TimeoutError:
+            return await self.conn.recv()
+        except PeerTimeoutError:
             raise self.error(
                 "timed out waiting for data", status=self.timeout_status, reason="timeout"
             ) from None
+        finally:
+            watchdog.disarm()
+
+    def _expired(self) -> None:
+        self.conn.interrupt(PeerTimeoutError())
+
+    def stop(self) -> None:
+        """Stop the read timer (the connection is done)."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
 
     def _on_eof(self, messages: _Messages) -> None:
         raise self.error("connection closed inside a message", reason="protocol")
@@ -240,6 +260,7 @@ class AgentSide(Peer):
         head = messages.events.popleft()
         if not isinstance(head, Head):
             raise RequestError("malformed request head")
+        head.raw = buffered[:end]
         return head
 
     def leftover(self) -> bytes:

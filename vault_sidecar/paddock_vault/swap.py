@@ -49,6 +49,8 @@ class Outgoing:
 class _Plan:
     """What a request to one host may and may not carry, prepared once per policy."""
 
+    host: str
+    secure: bool
     bound: tuple[Credential, ...]
     owners: dict[bytes, Credential]
     """Every stub and real value that must not go to the host, and whose it is."""
@@ -62,7 +64,7 @@ def _plan(policy: Policy, host: str, secure: bool) -> _Plan:
         owners = {n: c for c in policy.credentials if c not in bound for n in (c.stub, c.real)}
         pattern = b"|".join(re.escape(n) for n in sorted(owners, key=len, reverse=True))
         forbidden = re.compile(pattern) if owners else None
-        return _Plan(bound, owners, forbidden, Needles(dict.fromkeys(owners)))
+        return _Plan(host, secure, bound, owners, forbidden, Needles(dict.fromkeys(owners)))
 
     return policy.memo(("plan", host, secure), make)
 
@@ -133,25 +135,56 @@ def _connection_tokens(headers: Headers) -> set[bytes]:
     }
 
 
+def _raw_scan(plan: _Plan, raw: bytes | None) -> tuple[bool, bool]:
+    """(whether fields must be looked at one by one, whether any may need a swap).
+
+    With the raw head at hand, one search finds every plain occurrence; only fields that may hide
+    a stub in an encoding (Basic, percent) then need a look of their own.
+    """
+    if raw is None:
+        return True, bool(plan.bound)
+    if plan.forbidden is not None:
+        found = plan.forbidden.search(raw)
+        if found is not None:
+            raise _blocked_by(plan, found.group())
+    encoded = b"%" in raw or b"basic " in raw.lower()
+    return encoded, encoded or any(c.stub in raw for c in plan.bound)
+
+
+def _blocked_by(plan: _Plan, needle: bytes) -> PolicyError:
+    return _blocked(plan.owners[needle], plan.host, plan.secure)
+
+
 def rewrite_request(
-    policy: Policy, host: str, *, secure: bool, target: bytes, headers: Headers
+    policy: Policy,
+    host: str,
+    *,
+    secure: bool,
+    target: bytes,
+    headers: Headers,
+    raw: bytes | None = None,
 ) -> Outgoing:
-    """The request to send to host, stubs swapped; PolicyError if a credential must not go there."""
+    """The request to send to host, stubs swapped; PolicyError if a credential must not go there.
+
+    raw, the request head as received, lets the common case (nothing to block) skip the field by
+    field look.
+    """
     plan = _plan(policy, host, secure)
     bound = plan.bound
-    leaked = _leak(plan, target)
+    look, swap = _raw_scan(plan, raw)
+    leaked = _leak(plan, target) if look else None
     if leaked is not None:
         raise _blocked(leaked, host, secure)
     target, swapped = _swap_query(target, bound)
     drop = HOP_BY_HOP | _connection_tokens(headers)
     out: Headers = []
     for name, value in headers:
-        leaked = _leak(plan, name) or _leak(plan, value)
+        leaked = (_leak(plan, name) or _leak(plan, value)) if look else None
         if leaked is not None:
             raise _blocked(leaked, host, secure)
         if name.lower() in drop:
             continue
-        if bound:
+        if swap:
             value, used = _swap(value, bound)  # noqa: PLW2901 - the swapped value goes out
             swapped += used
         out.append((name, value))

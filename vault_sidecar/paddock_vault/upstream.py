@@ -99,5 +99,6 @@ class UpstreamPool:
     def discard(self) -> None:
         """Close the kept connection."""
         if self.current is not None:
+            self.current.stop()
             self.current.conn.close()
             self.current = None
