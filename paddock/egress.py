@@ -60,22 +60,7 @@ def _lines(rules: list[str]) -> list[str]:
     return [rule if rule.startswith("for ") else f"$ipt {rule}" for rule in rules]
 
 
-def render_script(
-    *,
-    vault_uid: int = VAULT_UID,
-    redirect_port: int = VAULT_TRANSPARENT_PORT,
-    admin_port: int = VAULT_ADMIN_PORT,
-) -> str:
-    """The POSIX shell script that sets up the Pod's egress redirect (idempotent, fails closed)."""
-    nat = "\n".join(f"  {line}" for line in _lines(_nat_rules(vault_uid, redirect_port)))
-    full = "\n".join(
-        f"  {line}" for line in _lines(_filter_rules(vault_uid, admin_port, redirect_port))
-    )
-    lo_only = "\n".join(
-        f"  {line}"
-        for line in _lines(_filter_rules(vault_uid, admin_port, redirect_port, lo_only=True))
-    )
-    return f"""#!/bin/sh
+_SCRIPT = """#!/bin/sh
 # Rendered by paddock.egress.render_script: the sandbox Pod's egress redirect to the vault sidecar.
 set -eu
 IPTABLES="${{IPTABLES:-iptables}}"
@@ -93,15 +78,15 @@ chain() {{  # create or empty a chain, and hook it into OUTPUT once
 
 redirect() {{  # ipt nameservers
   ipt="$1 -w"; nameservers="$2"
-  chain "-t nat" {REDIRECT_CHAIN} "-p tcp"
+  chain "-t nat" {redirect_chain} "-p tcp"
 {nat}
-  chain "-t filter" {FILTER_CHAIN} ""
+  chain "-t filter" {filter_chain} ""
 {full}
 }}
 
 reject_all() {{  # ipt: no NAT for this family, so nothing but loopback leaves
   ipt="$1 -w"; nameservers=""
-  chain "-t filter" {FILTER_CHAIN} ""
+  chain "-t filter" {filter_chain} ""
 {lo_only}
 }}
 
@@ -118,3 +103,25 @@ if [ -e /proc/net/if_inet6 ]; then
 fi
 echo "paddock egress: outbound TCP redirected to port {redirect_port} (vault uid {vault_uid})"
 """
+
+
+def render_script(
+    *,
+    vault_uid: int = VAULT_UID,
+    redirect_port: int = VAULT_TRANSPARENT_PORT,
+    admin_port: int = VAULT_ADMIN_PORT,
+) -> str:
+    """The POSIX shell script that sets up the Pod's egress redirect (idempotent, fails closed)."""
+
+    def block(rules: list[str]) -> str:
+        return "\n".join(f"  {line}" for line in _lines(rules))
+
+    return _SCRIPT.format(
+        nat=block(_nat_rules(vault_uid, redirect_port)),
+        full=block(_filter_rules(vault_uid, admin_port, redirect_port)),
+        lo_only=block(_filter_rules(vault_uid, admin_port, redirect_port, lo_only=True)),
+        redirect_chain=REDIRECT_CHAIN,
+        filter_chain=FILTER_CHAIN,
+        redirect_port=redirect_port,
+        vault_uid=vault_uid,
+    )

@@ -42,6 +42,15 @@ def test_short_or_reused_values_refused(certs: Pki, tmp_path: Path) -> None:
         load(config)
 
 
+def test_injection_that_could_split_headers_refused(certs: Pki, tmp_path: Path) -> None:
+    config = certs.write_config(tmp_path)
+    data = json.loads(config.read_text())
+    data["credentials"][1]["injection"] = {"header": "X-Api-Key", "format": "k={value}\r\nX: y"}
+    config.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="injection"):
+        load(config)
+
+
 def test_missing_files_refused(certs: Pki, tmp_path: Path) -> None:
     config = certs.write_config(tmp_path)
     (tmp_path / "values" / "OTHER_KEY").unlink()

@@ -28,6 +28,16 @@ async def test_connect_to_other_ports_refused(vault: RunningVault, upstream: Ups
     assert vault.dials.attempts == []
 
 
+async def test_plain_proxy_request_to_other_ports_refused(
+    vault: RunningVault, upstream: Upstream
+) -> None:
+    async with vault.client() as client:
+        response = await client.get("http://allowed.test:22/")
+    assert response.status_code == 403
+    assert "port 22 is not allowed" in response.text
+    assert vault.dials.attempts == []
+
+
 async def test_loop_back_into_the_vault_refused(
     start_vault: StartVault, upstream: Upstream
 ) -> None:

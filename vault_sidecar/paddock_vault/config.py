@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -134,6 +135,14 @@ def load(config_file: Path) -> Policy:
         )
     except (OSError, ValueError, TypeError, ValidationError) as error:
         raise ConfigError(f"{config_file}: {error}") from error
+    for credential in credentials:
+        injection = credential.injection
+        if injection is not None and not (
+            re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", injection.header)
+            and injection.format.isprintable()
+            and injection.format.isascii()
+        ):
+            raise ConfigError(f"credential {credential.name}: invalid injection header or format")
     stubs = [c.stub for c in credentials]
     if len(set(stubs)) != len(stubs) or any(len(s) < _MIN_SECRET for s in stubs):
         raise ConfigError("stubs must be distinct and at least 8 characters long")

@@ -18,6 +18,13 @@ from typing import Protocol
 CHUNK = 1 << 16
 
 
+def _take(queued: list[bytes]) -> bytes:
+    """Everything queued, as one bytes object; the queue is emptied."""
+    data = b"".join(queued) if len(queued) > 1 else queued[0]
+    queued.clear()
+    return data
+
+
 class Conn(Protocol):
     """A bidirectional byte stream."""
 
@@ -71,9 +78,7 @@ class StreamConn:
     def flush(self) -> None:
         """Hand what was queued to the transport in one write."""
         if self._queued:
-            data = b"".join(self._queued) if len(self._queued) > 1 else self._queued[0]
-            self._queued.clear()
-            self.writer.write(data)
+            self.writer.write(_take(self._queued))
 
     async def drain(self) -> None:
         """Flush, then wait until the send buffer is below its high-water mark."""
@@ -158,9 +163,7 @@ class TlsConn:
     def flush(self) -> None:
         """Encrypt what was queued (as few records as fit) and hand it to the stream."""
         if self._queued:
-            data = b"".join(self._queued) if len(self._queued) > 1 else self._queued[0]
-            self._queued.clear()
-            self._tls.write(data)
+            self._tls.write(_take(self._queued))
         self._flush()
 
     async def drain(self) -> None:

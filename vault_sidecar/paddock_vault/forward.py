@@ -105,6 +105,7 @@ class _Exchange:
             raise RequestError("protocol upgrades are not supported", status=501)
         dest, self.target = router(request)
         self.dest = dest
+        self.ctx.check_port(dest.port)
         outgoing = self._outgoing(dest)
         if _expects_continue(request):
             self.agent.send(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -74,7 +74,9 @@ async def _terminate(ctx: Context, raw: StreamConn, dest: Destination, mode: str
         async with asyncio.timeout(ctx.settings.header_timeout):
             await tls.handshake()
     except (ssl.SSLError, ConnectionError, TimeoutError):
-        return  # the agent did not trust the leaf, or went away: nothing was requested
+        # The agent did not trust the leaf, or went away: nothing was requested.
+        ctx.metrics.block(mode, "tls_handshake")
+        return
     agent = AgentSide(tls, ctx.settings.max_header_bytes)
     try:
         await forward.serve(ctx, agent, routing.fixed(dest), mode=mode)

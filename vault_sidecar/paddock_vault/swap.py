@@ -188,14 +188,21 @@ def rewrite_request(
             value, used = _swap(value, bound)  # noqa: PLW2901 - the swapped value goes out
             swapped += used
         out.append((name, value))
+    out, injected = _inject(out, bound)
+    return Outgoing(target, out, tuple(dict.fromkeys(swapped + injected)))
+
+
+def _inject(headers: Headers, bound: Sequence[Credential]) -> tuple[Headers, list[str]]:
+    """headers with the injected header of each bound credential that asks for one."""
+    injected = []
     for credential in bound:
         if credential.injection is not None:
             header = credential.injection.header.encode("ascii")
             value = credential.injection.format.encode().replace(b"{value}", credential.real)
-            out = [(n, v) for n, v in out if n.lower() != header.lower()]
-            out.append((header, value))
-            swapped.append(credential.name)
-    return Outgoing(target, out, tuple(dict.fromkeys(swapped)))
+            headers = [(n, v) for n, v in headers if n.lower() != header.lower()]
+            headers.append((header, value))
+            injected.append(credential.name)
+    return headers, injected
 
 
 def scrub_headers(policy: Policy, headers: Headers) -> Headers:
