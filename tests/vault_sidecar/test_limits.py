@@ -118,24 +118,71 @@ async def test_tunnel_needs_a_resolvable_safe_address(
     assert vault.dials.attempts == []
 
 
-async def test_silent_upstream_times_out(start_vault: StartVault, certs: Pki) -> None:
+async def _raw_upstream(
+    certs: Pki, start_vault: StartVault, answer: bytes | None, **settings: float
+) -> tuple[int, list[bytes]]:
+    """GET /x through the vault to a TLS server that answers raw bytes (None: never answers)."""
     cert, key = certs.server_files(["api.github.test"])
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     accepted: list[bytes] = []
 
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted.append(await reader.read(65536))
-        await asyncio.sleep(10)
+        if answer is None:
+            await asyncio.sleep(10)
+        else:
+            writer.write(answer)
+            await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(silent, "127.0.0.1", 0, ssl=context)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=context)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        vault = await start_vault(ports=[port], upstream_timeout=0.5)
+        vault = await start_vault(ports=[port], **settings)
         async with vault.client() as client:
-            response = await client.get(f"https://api.github.test:{port}/slow")
+            response = await client.get(f"https://api.github.test:{port}/x")
         server.close()
-    assert response.status_code == 504
-    assert accepted
-    assert accepted[0].startswith(b"GET /slow HTTP/1.1")
+    return response.status_code, accepted
+
+
+async def test_silent_upstream_times_out(start_vault: StartVault, certs: Pki) -> None:
+    status, accepted = await _raw_upstream(certs, start_vault, None, upstream_timeout=0.5)
+    assert status == 504
+    assert accepted[0].startswith(b"GET /x HTTP/1.1")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 1\r\n\r\nx",
+        b"NOT HTTP\r\n\r\n",
+    ],
+)
+async def test_responses_the_vault_cannot_scrub_give_502(
+    start_vault: StartVault, certs: Pki, answer: bytes
+) -> None:
+    status, _accepted = await _raw_upstream(certs, start_vault, answer)
+    assert status == 502
+
+
+async def test_truncated_upstream_body_stays_truncated(start_vault: StartVault, certs: Pki) -> None:
+    # The head already went to the agent; the vault closes rather than end the body cleanly.
+    with pytest.raises(httpx.RemoteProtocolError, match=r"incomplete|complete message"):
+        await _raw_upstream(certs, start_vault, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+
+
+async def test_pipelined_requests_are_not_parsed_as_requests(
+    vault: RunningVault, upstream: Upstream
+) -> None:
+    reader, writer = await tunnel(
+        vault.proxy_port, f"api.github.test:{upstream.port}", context=vault.certs.agent_context()
+    )
+    host = f"Host: api.github.test:{upstream.port}\r\n"
+    two = f"GET /one HTTP/1.1\r\n{host}\r\nGET /two HTTP/1.1\r\n{host}\r\n".encode()
+    reply = await exchange(reader, writer, two)
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    assert b"Connection: close" in reply
+    assert [seen.path for seen in upstream.seen] == ["/one"]

@@ -235,11 +235,10 @@ class AgentSide(Peer):
     def __init__(self, conn: Conn, max_head: int) -> None:
         super().__init__(conn, max_head)
         self.response_started = False
-        self._unparsed = b""
 
     async def next_request(self, seconds: float) -> Head | None:
         """The next request head; None when the agent closed the connection between requests."""
-        buffered = self._unparsed
+        buffered = b""
         while True:
             end = framing.head_end(buffered)
             if end > self.max_head or (end < 0 and len(buffered) > self.max_head):
@@ -253,7 +252,6 @@ class AgentSide(Peer):
                     raise RequestError("connection closed inside a request head")
                 return None
             buffered += data
-        self._unparsed = b""
         self.response_started = False
         self._messages = messages = _Messages(httptools.HttpRequestParser)
         messages.feed(buffered, RequestError)

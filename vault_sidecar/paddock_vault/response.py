@@ -52,6 +52,10 @@ async def _final_head(ctx: Context, agent: AgentSide, upstream: UpstreamSide) ->
         if isinstance(event, Head):
             if event.status == 101:
                 raise UpstreamError("upstream switched protocols unasked", reason="protocol")
+            codings = [v.strip().lower() for v in event.values(b"transfer-encoding")]
+            if codings not in ([], [b"chunked"]):
+                # A transfer coding other than chunked would hide the body from the scrubber.
+                raise UpstreamError("upstream used a transfer coding besides chunked")
             if event.status >= 200:
                 return event
         elif event is not END:
@@ -90,7 +94,7 @@ async def relay(
     keep = keep and not agent.pipelined()
     if not keep:
         headers.append((b"Connection", b"close"))
-    reason = head.reason or HTTPStatus(head.status).phrase.encode()
+    reason = swap.scrub_value(policy, head.reason) or HTTPStatus(head.status).phrase.encode()
     agent.respond(h1.response_head(head.status, reason, swap.scrub_headers(policy, headers)))
     scrubber = StreamRewriter(swap.body_scrub(policy))
     chunked = body == "chunked"

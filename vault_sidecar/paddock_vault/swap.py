@@ -205,16 +205,17 @@ def _inject(headers: Headers, bound: Sequence[Credential]) -> tuple[Headers, lis
     return headers, injected
 
 
+def scrub_value(policy: Policy, value: bytes) -> bytes:
+    """value with every real value replaced by its stub."""
+    for credential in policy.credentials:
+        if credential.real in value:
+            value = value.replace(credential.real, credential.stub)
+    return value
+
+
 def scrub_headers(policy: Policy, headers: Headers) -> Headers:
     """Response headers with every real value replaced by its stub."""
-    out = []
-    for name, value in headers:
-        clean = value
-        for credential in policy.credentials:
-            if credential.real in clean:
-                clean = clean.replace(credential.real, credential.stub)
-        out.append((name, clean))
-    return out
+    return [(name, scrub_value(policy, value)) for name, value in headers]
 
 
 def body_guard(policy: Policy, host: str, *, secure: bool) -> Needles:
