@@ -39,15 +39,20 @@ async def test_absolute_target_mismatch_refused(vault: RunningVault, upstream: U
     assert upstream.seen == []
 
 
-async def test_sni_mismatch_refused(vault: RunningVault, upstream: Upstream) -> None:
-    # CONNECT to a host that only tunnels, with the SNI of a credential's host inside.
+@pytest.mark.parametrize(
+    ("connect", "sni"),
+    [
+        ("allowed.test", "api.github.test"),  # a tunnel-only host, a credential's host inside
+        ("api.github.test", "api.other.test"),  # one credential's host, another's inside
+    ],
+)
+async def test_sni_mismatch_refused(
+    vault: RunningVault, upstream: Upstream, connect: str, sni: str
+) -> None:
     context = vault.certs.agent_context()
     with pytest.raises((ssl.SSLError, ConnectionError)):
         await tunnel(
-            vault.proxy_port,
-            f"allowed.test:{upstream.port}",
-            context=context,
-            server_name="api.github.test",
+            vault.proxy_port, f"{connect}:{upstream.port}", context=context, server_name=sni
         )
     assert upstream.seen == []
     assert vault.dials.attempts == []

@@ -39,16 +39,22 @@ async def test_stub_swapped_for_allowed_host(vault: RunningVault, upstream: Upst
 
 
 async def test_stub_to_another_host_blocked_and_never_replaced(
-    vault: RunningVault, upstream: Upstream
+    vault: RunningVault, upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with vault.client() as client:
         response = await client.get(
-            f"https://api.other.test:{upstream.port}/steal",
+            f"https://api.other.test:{upstream.port}/steal?x=1",
             headers={"Authorization": f"Bearer {GITHUB_STUB}"},
         )
     assert response.status_code == 403
     assert "GITHUB_TOKEN may not be sent to api.other.test" in response.text
     assert upstream.seen == []
+    [audit] = [r for r in caplog.records if r.name == "paddock_vault.audit"]
+    entry = json.loads(audit.getMessage())
+    assert entry["event"] == "blocked"
+    assert entry["reason"] == "credential_blocked"
+    assert entry["host"] == "api.other.test"
+    assert entry["path"] == "/steal"  # never the query string
 
 
 async def test_stub_in_request_body_to_another_host_blocked(
