@@ -30,6 +30,7 @@ from paddock_vault.testing import GITHUB_REAL, GITHUB_STUB, REAL_VALUES, Pki, re
 pytestmark = pytest.mark.integration
 
 POD_IP, NET_IP = "198.18.0.1", "198.18.0.2"
+POD_IP6, NET_IP6 = "fd00:198:18::1", "fd00:198:18::2"
 # The vault runs as its own uid; it may read the test's files (under root's home) but its
 # network identity, which iptables matches, is uid 1337.
 AS_VAULT = ["setpriv", f"--reuid={VAULT_UID}", f"--regid={VAULT_UID}", "--clear-groups",
@@ -79,8 +80,9 @@ def _namespaces(tag: str, pod: str, net: str) -> None:
     pod_dev, net_dev = f"vp-{tag}", f"vn-{tag}"
     _run("ip", "link", "add", pod_dev, "netns", pod, "type", "veth",
          "peer", "name", net_dev, "netns", net)  # fmt: skip
-    for ns, dev, ip in ((pod, pod_dev, POD_IP), (net, net_dev, NET_IP)):
+    for ns, dev, ip, ip6 in ((pod, pod_dev, POD_IP, POD_IP6), (net, net_dev, NET_IP, NET_IP6)):
         _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+        _run("ip", "-n", ns, "addr", "add", f"{ip6}/64", "dev", dev, "nodad")
         _run("ip", "-n", ns, "link", "set", dev, "up")
 
 
@@ -168,6 +170,20 @@ def test_client_ignoring_proxy_is_forced_through_the_vault(sandbox: Sandbox) -> 
     assert seen["authorization"] == f"Bearer {GITHUB_REAL}"
     assert GITHUB_REAL not in reply.stdout
     assert '"mode": "transparent"' in sandbox.vault_log.read_text()
+
+
+def test_ipv6_is_forced_through_the_vault_too(sandbox: Sandbox) -> None:
+    before = len(sandbox.seen("https"))
+    # The name points at the internet's IPv6 address, where nothing listens on 443: only the
+    # vault, reached through the ip6tables redirect, can answer (it connects over IPv4).
+    reply = sandbox.harness(
+        "curl", "-sS", "-6", "--max-time", "10", "--cacert", str(sandbox.agent_ca),
+        "--resolve", f"api.github.test:443:[{NET_IP6}]",
+        "-H", f"Authorization: Bearer {GITHUB_STUB}", "https://api.github.test/v6",
+    )  # fmt: skip
+    assert reply.returncode == 0, reply.stderr
+    [seen] = sandbox.seen("https")[before:]
+    assert seen["authorization"] == f"Bearer {GITHUB_REAL}"
 
 
 def test_stub_to_wrong_host_blocked_in_transparent_mode(sandbox: Sandbox) -> None:
