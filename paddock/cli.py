@@ -34,7 +34,40 @@ def _vault(_args: argparse.Namespace) -> int:
 def _egress(_args: argparse.Namespace) -> int:
     from paddock import egress  # noqa: PLC0415
 
-    sys.stdout.write(egress.render_script())
+    sys.stdout.write(egress.iptables_script())
+    return 0
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from paddock_operator.main import run  # noqa: PLC0415
+
+    run(
+        namespaces=args.namespace,
+        standalone=args.standalone,
+        liveness=args.liveness,
+        verbose=args.verbose,
+    )
+    return 0
+
+
+def _runner(_: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from paddock_runner.main import serve  # noqa: PLC0415
+    from paddock_runner.settings import RunnerSettings  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve(RunnerSettings()))
+    return 0
+
+
+def _tiny_model(args: argparse.Namespace) -> int:
+    from paddock.models.tiny import write_tiny_llama  # noqa: PLC0415
+
+    name = args.name or f"tiny-{args.seed}"
+    path = write_tiny_llama(Path(args.out) / f"{name}.gguf", seed=args.seed)
+    sys.stdout.write(f"{path}\n")
     return 0
 
 
@@ -53,6 +86,33 @@ def parser() -> argparse.ArgumentParser:
     vault.set_defaults(run=_vault)
     egress = commands.add_parser("egress-script", help="print the Pod's egress iptables script")
     egress.set_defaults(run=_egress)
+
+    operator = commands.add_parser("operator", help="run the operator (reconciles Agents)")
+    operator.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch only this namespace (repeat)"
+    )
+    operator.add_argument(
+        "--standalone", action="store_true", help="no peering: for a single replica"
+    )
+    operator.add_argument(
+        "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+    operator.add_argument("-v", "--verbose", action="store_true", help="log every API call")
+    operator.set_defaults(run=_operator)
+
+    runner = commands.add_parser(
+        "runner", help="serve the session protocol in the harness container (PADDOCK_RUNNER_*)"
+    )
+    runner.set_defaults(run=_runner)
+
+    models = commands.add_parser("models", help="model files").add_subparsers(
+        dest="models_command", required=True, metavar="MODELS_COMMAND"
+    )
+    tiny = models.add_parser("tiny", help="write a tiny random-weight llama GGUF (tests, demo)")
+    tiny.add_argument("--out", required=True, metavar="DIR", help="directory to write into")
+    tiny.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    tiny.add_argument("--name", help="model name: the file is NAME.gguf (default tiny-SEED)")
+    tiny.set_defaults(run=_tiny_model)
     return top
 
 

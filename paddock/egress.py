@@ -1,6 +1,6 @@
 """The egress-init container's firewall: every outbound TCP connection goes through the vault.
 
-`render_script()` is the whole contract: the operator puts its output in the init container
+`iptables_script()` is the whole contract: the operator puts its output in the init container
 (`sh -c`, NET_ADMIN), and the vault's transparent-mode test runs the same text inside a network
 namespace. For IPv4 and IPv6 alike, connections from every user but the vault's are redirected
 to VAULT_TRANSPARENT_PORT; loopback destinations stay local except the vault's admin port; DNS may
@@ -61,7 +61,7 @@ def _lines(rules: list[str]) -> list[str]:
 
 
 _SCRIPT = """#!/bin/sh
-# Rendered by paddock.egress.render_script: the sandbox Pod's egress redirect to the vault sidecar.
+# Rendered by paddock.egress.iptables_script: the Pod's egress redirect to the vault sidecar.
 set -eu
 IPTABLES="${{IPTABLES:-iptables}}"
 IP6TABLES="${{IP6TABLES:-ip6tables}}"
@@ -105,7 +105,7 @@ echo "paddock egress: outbound TCP redirected to port {redirect_port} (vault uid
 """
 
 
-def render_script(
+def iptables_script(
     *,
     vault_uid: int = VAULT_UID,
     redirect_port: int = VAULT_TRANSPARENT_PORT,

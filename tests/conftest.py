@@ -1,16 +1,21 @@
-"""Fixtures shared by every tier: the repository's paths and a real kube-apiserver."""
+"""Fixtures shared by every tier: repository paths, a real kube-apiserver, a real llama-server."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from paddock.models.tiny import write_tiny_llama
 from paddock.testing.apiserver import ApiServer, ApiServerError, KubeBinaries
+from paddock.testing.llamaserver import LlamaServer, LlamaServerError, llama_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "charts" / "paddock" / "crds"
@@ -18,15 +23,29 @@ EXAMPLES = REPO / "examples"
 
 
 @pytest.fixture(scope="session")
-def kube_binaries() -> KubeBinaries:
-    """etcd, kube-apiserver and kubectl: from the environment, else built (once) by the script."""
-    try:
-        return KubeBinaries.from_env()
-    except ApiServerError:
-        script = REPO / "hack" / "kube-binaries.sh"
-        out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
-        env = dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.MULTILINE))
-        return KubeBinaries.from_env(env)
+def kube_tools() -> dict[str, str]:
+    """PADDOCK_* paths of etcd, kube-apiserver, controller-manager, kubectl and helm.
+
+    From the environment (`make test` exports them), else from hack/kube-binaries.sh, which
+    builds whatever is missing once per machine.
+    """
+    if all(os.environ.get(name) for name in (*KubeBinaries.ENV, "PADDOCK_HELM")):
+        return dict(os.environ)
+    script = REPO / "hack" / "kube-binaries.sh"
+    out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.MULTILINE))
+
+
+@pytest.fixture(scope="session")
+def kube_binaries(kube_tools: dict[str, str]) -> KubeBinaries:
+    """etcd, kube-apiserver, kube-controller-manager and kubectl."""
+    return KubeBinaries.from_env(kube_tools)
+
+
+@pytest.fixture(scope="session")
+def helm(kube_tools: dict[str, str]) -> str:
+    """The helm binary built from its Go module."""
+    return kube_tools["PADDOCK_HELM"]
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +53,7 @@ def apiserver(
     kube_binaries: KubeBinaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiServer]:
     """A real etcd + kube-apiserver with the chart's CRDs installed and established."""
-    with ApiServer(kube_binaries, tmp_path_factory.mktemp("apiserver")) as server:
-        server.kubectl("apply", "--server-side", "-f", str(CRDS))
-        server.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    with ApiServer(kube_binaries, tmp_path_factory.mktemp("apiserver"), crds=[CRDS]) as server:
         yield server
 
 
@@ -45,4 +62,54 @@ def namespace(apiserver: ApiServer) -> str:
     """A fresh namespace for one test (never deleted: no namespace controller runs)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     apiserver.kubectl("create", "namespace", name)
+    # Pods need the namespace's default ServiceAccount, which the controller-manager creates.
+    deadline = time.monotonic() + 30
+    while apiserver.kubectl("-n", name, "get", "sa", "default", check=False).returncode != 0:
+        apiserver.check_alive()
+        if time.monotonic() > deadline:
+            raise ApiServerError(f"namespace {name} got no default ServiceAccount in 30s")
+        time.sleep(0.1)
     return name
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test item, so fixtures can tell whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def llama_server_path() -> Path:
+    """llama-server: from PADDOCK_LLAMA_SERVER, else built (once) by hack/llama-server.sh."""
+    try:
+        return llama_server_binary()
+    except LlamaServerError:
+        script = REPO / "hack" / "llama-server.sh"
+        out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
+        return llama_server_binary(dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.M)))
+
+
+TINY_MODELS = {"tiny-a": 1, "tiny-b": 2}
+"""The generated models the shared llama-server offers: name -> seed."""
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models directory holding tiny random-weight GGUFs (TINY_MODELS)."""
+    models = tmp_path_factory.mktemp("models")
+    for name, seed in TINY_MODELS.items():
+        write_tiny_llama(models / f"{name}.gguf", seed=seed)
+    return models
+
+
+@pytest.fixture(scope="session")
+def llama_server(
+    llama_server_path: Path, tiny_models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    """One real llama-server in router mode over tiny_models, shared by the whole run."""
+    # One slot per model instance: the tiny models need no parallelism, the 2-core machines do.
+    extra = ["--parallel", "1"]
+    with LlamaServer(llama_server_path, tiny_models, tmp_path_factory.mktemp("llama"), extra) as s:
+        yield s

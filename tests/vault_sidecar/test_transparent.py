@@ -139,7 +139,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         etc.mkdir(parents=True)
         (etc / "hosts").write_text(f"127.0.0.1 localhost\n{NET_IP} api.github.test allowed.test\n")
         (etc / "resolv.conf").write_text(f"nameserver {NET_IP}\n")
-        script = egress.render_script()
+        script = egress.iptables_script()
         env = ["env", f"IPTABLES={v4}", f"IP6TABLES={v6}"]
         applied = _run("ip", "netns", "exec", pod, *env, "sh", "-c", script)
         assert "redirected to port 15006" in applied.stdout
