@@ -17,6 +17,27 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vault(_args: argparse.Namespace) -> int:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from paddock_vault.app import run  # noqa: PLC0415
+    from paddock_vault.settings import VaultSettings  # noqa: PLC0415
+
+    try:
+        settings = VaultSettings()
+    except ValidationError as error:
+        sys.stderr.write(f"paddock vault: invalid PADDOCK_VAULT_* settings\n{error}\n")
+        return 2
+    return run(settings)
+
+
+def _egress(_args: argparse.Namespace) -> int:
+    from paddock import egress  # noqa: PLC0415
+
+    sys.stdout.write(egress.iptables_script())
+    return 0
+
+
 def _operator(args: argparse.Namespace) -> int:
     from paddock_operator.main import run  # noqa: PLC0415
 
@@ -58,6 +79,13 @@ def parser() -> argparse.ArgumentParser:
     crds = commands.add_parser("crds", help="print or write the CustomResourceDefinitions")
     crds.add_argument("--output", metavar="DIR", help="write into DIR instead of printing")
     crds.set_defaults(run=_crds)
+
+    vault = commands.add_parser(
+        "vault", help="run the vault sidecar (settings from PADDOCK_VAULT_* variables)"
+    )
+    vault.set_defaults(run=_vault)
+    egress = commands.add_parser("egress-script", help="print the Pod's egress iptables script")
+    egress.set_defaults(run=_egress)
 
     operator = commands.add_parser("operator", help="run the operator (reconciles Agents)")
     operator.add_argument(
