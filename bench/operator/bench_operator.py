@@ -109,6 +109,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -194,8 +200,11 @@ def main() -> None:
         )
         try:
             time.sleep(3)  # let it log in and start its watches
+            apiserver = server.pid("kube-apiserver")
+            before = cpu_seconds(operator.pid), cpu_seconds(apiserver)
             results = asyncio.run(bench(server, args.burst, args.sustained))
             peak = peak_rss_mib(operator.pid)
+            used = cpu_seconds(operator.pid) - before[0], cpu_seconds(apiserver) - before[1]
         finally:
             operator.terminate()
             operator.wait()
@@ -207,6 +216,7 @@ def main() -> None:
         row = (n, f"{p50:.0f}", f"{p99:.0f}", f"{max(latencies):.0f}", f"{n / wall:.1f}")
         print(f"{label:34}", *(f"{v:>9}" for v in row), f"{p99 / floor:>9.1f}")
     print(f"operator peak memory (VmHWM): {peak:.0f} MiB")
+    print(f"CPU seconds over all runs: operator {used[0]:.1f}, kube-apiserver {used[1]:.1f}")
 
 
 if __name__ == "__main__":

@@ -132,6 +132,10 @@ class ApiServer:
             log.close()
         self._processes.clear()
 
+    def pid(self, name: str) -> int:
+        """The process id of etcd, kube-apiserver or kube-controller-manager."""
+        return next(p.pid for n, p, _ in self._processes if n == name)
+
     def check_alive(self) -> None:
         """Raise ApiServerError, with the end of its log, if a process has exited."""
         for name, process, _ in self._processes:
