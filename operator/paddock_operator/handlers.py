@@ -45,13 +45,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # kopf's own "handler succeeded" chatter stays in the log; our Events are posted explicitly.
     settings.posting.level = logging.WARNING
     ours = OperatorSettings()
-    settings.execution.max_workers = ours.workers
-    settings.queueing.worker_limit = ours.workers
+    # No limit on kopf's per-object workers: a worker waits until the Agent index is complete,
+    # so a limit below the number of Agents deadlocks the operator at start-up.
+    settings.queueing.worker_limit = None
     logging.getLogger("httpx").setLevel(logging.WARNING)
     info = _credentials(settings)
     if info is None:
         raise kopf.PermanentError("no in-cluster service account and no kubeconfig to log in with")
-    reconciler = Reconciler(Kube.from_connection(info), ours)
+    client = Kube.from_connection(info, in_flight=ours.api_requests_in_flight)
+    reconciler = Reconciler(client, ours)
     memo["reconciler"] = reconciler
     namespaces = list(memo.get("namespaces", []))
     memo["resync"] = asyncio.create_task(

@@ -93,7 +93,9 @@ class Kube:
         self._gate = asyncio.Semaphore(in_flight)
 
     @classmethod
-    def from_connection(cls, info: kopf.ConnectionInfo, *, timeout: float = 30) -> Self:
+    def from_connection(
+        cls, info: kopf.ConnectionInfo, *, in_flight: int = 16, timeout: float = 30
+    ) -> Self:
         """A client with the credentials kopf logged in with (kubeconfig or service account)."""
         context = ssl.create_default_context()
         if info.ca_path:
@@ -111,9 +113,9 @@ class Kube:
             verify=context,
             headers=info.as_http_headers(),
             timeout=timeout,
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+            limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
         )
-        return cls(client)
+        return cls(client, in_flight=in_flight)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

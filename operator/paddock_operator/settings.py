@@ -39,8 +39,8 @@ class OperatorSettings(BaseSettings):
     """Seconds before retrying a reconcile that waits on something (a Secret, a deletion)."""
     resync_interval: Annotated[float, Field(gt=0)] = 30.0
     """Seconds between periodic re-checks of every Agent, in case an event was missed."""
-    workers: Annotated[int, Field(ge=1, le=256)] = 32
-    """Agents reconciled at once."""
+    api_requests_in_flight: Annotated[int, Field(ge=1, le=256)] = 16
+    """Requests to the API server at once; more wait their turn."""
 
     @field_validator("image_pull_policy")
     @classmethod

@@ -104,3 +104,17 @@ def test_killed_mid_reconcile_converges_without_duplicates(
         assert env["TOKEN"] == stubs["TOKEN"]
     restarts = [cluster.agent_status(f"a{i}").get("restarts", 0) for i in range(AGENTS)]
     assert restarts == [0] * AGENTS, "an operator restart is not a Pod restart"
+
+
+def test_starts_with_more_agents_than_it_has_ever_seen_at_once(
+    cluster: Cluster, operator_process: OperatorProcess
+) -> None:
+    # Regression: a cap on kopf's workers below the number of Agents deadlocked the start-up,
+    # each worker waiting for an Agent index that the Agents without a worker never completed.
+    many = 60
+    cluster.apply(
+        cluster.secret("token", v="real-token-value"),
+        *(minimal_agent(f"m{i}") for i in range(many)),
+    )
+    operator_process.start()
+    wait_for(lambda: len(sandbox_pods(cluster)) == many, f"{many} sandbox Pods", timeout=120)
