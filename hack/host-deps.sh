@@ -6,6 +6,7 @@ need=()
 command -v go >/dev/null || need+=(golang-go)
 command -v git >/dev/null || need+=(git)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v redis-server >/dev/null || need+=(redis-server)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "host-deps: installing ${need[*]}" >&2

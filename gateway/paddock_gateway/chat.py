@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from paddock_gateway.client import Event, GatewayClient
+from paddock_gateway.client import ClientError, Event, GatewayClient
 
 
 def _assistant(data: dict[str, Any]) -> str:
@@ -96,4 +96,7 @@ def main(urls: list[str], token: str, namespace: str, agent: str, session_id: st
         asyncio.run(run())
     except KeyboardInterrupt:
         return 130
+    except ClientError as error:
+        sys.stderr.write(f"paddock chat: {error}\n")
+        return 1
     return 0

@@ -29,16 +29,14 @@ def parse_cursor(cursor: str) -> tuple[int, int]:
     return int(match[1]), int(match[2] or 0)
 
 
-async def _stream_info(redis: Redis, key: str) -> tuple[tuple[int, int], tuple[int, int], str]:
-    """(last id, newest id ever deleted, oldest id left) of a stream; zeros when it is empty."""
+async def _stream_ends(redis: Redis, key: str) -> tuple[tuple[int, int], str | None]:
+    """The newest id the stream ever had (zeros if none), and its oldest entry's id, if any."""
     try:
         info = await redis.xinfo_stream(key)
-    except Exception:  # no stream yet: nothing was ever written or trimmed
-        return (0, 0), (0, 0), _BEGINNING
+    except Exception:  # no stream yet: nothing was ever written
+        return (0, 0), None
     first = info.get("first-entry")
-    oldest = first[0] if first else _BEGINNING
-    deleted = info.get("max-deleted-entry-id", _BEGINNING)
-    return parse_cursor(info["last-generated-id"]), parse_cursor(deleted), oldest
+    return parse_cursor(info["last-generated-id"]), first[0] if first else None
 
 
 class EventReader:
@@ -54,19 +52,26 @@ class EventReader:
     async def start(self, after: str | None) -> AsyncIterator[bytes]:
         """Check the cursor (BadRequestError before any byte is sent), then stream."""
         cursor = after or _BEGINNING
-        last, _, _ = await _stream_info(self.redis, self.key)
+        last, _ = await _stream_ends(self.redis, self.key)
         if after is not None and parse_cursor(after) > last:
             raise BadRequestError(f"cursor {after} is ahead of the session's newest event")
         return self._run(cursor)
 
     async def _reset_if_trimmed(self, cursor: str) -> tuple[str, bytes | None]:
-        """If events after `cursor` were trimmed, a `reset` and the cursor to go on from."""
-        if cursor == _BEGINNING:
+        """If the event at `cursor` was trimmed away, a `reset` and the cursor to go on from.
+
+        Trimming takes the oldest events first, so a cursor older than the oldest event left
+        means the client may have missed events (its own cursor is no longer there to prove
+        otherwise): it should drop what it shows and reload from what follows the reset.
+        """
+        if cursor == _BEGINNING or await self.redis.xrange(self.key, cursor, cursor, count=1):
             return cursor, None
-        _, deleted, oldest = await _stream_info(self.redis, self.key)
-        if deleted <= parse_cursor(cursor):
-            return cursor, None
-        data = json.dumps({"type": "reset", "data": {"reason": "trimmed", "oldest": oldest}})
+        _, oldest = await _stream_ends(self.redis, self.key)
+        if oldest is not None and parse_cursor(cursor) > parse_cursor(oldest):
+            return cursor, None  # an id between two events: nothing before it is missing
+        data = json.dumps(
+            {"type": "reset", "data": {"reason": "trimmed", "oldest": oldest or _BEGINNING}}
+        )
         # No id: the client's cursor moves with the next real event it gets.
         return _BEGINNING, format_event(data, "reset")
 
