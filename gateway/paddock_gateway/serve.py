@@ -13,6 +13,7 @@ from paddock_gateway.settings import GatewaySettings
 def serve(settings: GatewaySettings) -> None:
     """Run the gateway until it is stopped."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per runner request is noise
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -57,7 +57,7 @@ class Processes:
     def runner(self, port: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
         """A scripted runner process speaking paddock.protocol; its URL."""
         port = port or free_port()
-        argv = [PYTHON, "-m", "paddock.testing.runner", "--port", str(port)]
+        argv = [PYTHON, "-m", "paddock.testing.scripted_runner", "--port", str(port)]
         process = self.spawn(f"runner-{port}", argv, {})
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/healthz", process)
