@@ -33,21 +33,10 @@ import httpx
 
 from paddock.testing.apiserver import ApiServer, KubeBinaries, free_port
 from paddock.testing.redis import RedisServer
+from paddock.testing.wait import wait_http
 
 AGENT = "bench"
 NAMESPACE = "default"
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 @contextmanager

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
-
-from redis.asyncio import Redis
 
 from paddock_gateway.errors import BadRequestError
 from paddock_gateway.sse import KEEPALIVE, format_event
@@ -16,6 +15,7 @@ from paddock_gateway.store import SessionKeys, Store
 _CURSOR = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 _BATCH = 1000
 _BEGINNING = "0-0"
+_EXISTS_EVERY = 4
 
 
 def parse_cursor(cursor: str) -> tuple[int, int]:
@@ -29,14 +29,22 @@ def parse_cursor(cursor: str) -> tuple[int, int]:
     return int(match[1]), int(match[2] or 0)
 
 
-async def _stream_ends(redis: Redis, key: str) -> tuple[tuple[int, int], str | None]:
-    """The newest id the stream ever had (zeros if none), and its oldest entry's id, if any."""
-    try:
-        info = await redis.xinfo_stream(key)
-    except Exception:  # no stream yet: nothing was ever written
-        return (0, 0), None
-    first = info.get("first-entry")
-    return parse_cursor(info["last-generated-id"]), first[0] if first else None
+@dataclass(frozen=True)
+class _Position:
+    """Where a cursor stands in its stream."""
+
+    last: tuple[int, int]
+    """The newest id the stream ever had; zeros when it never had one."""
+    oldest: str | None
+    """The oldest event still kept."""
+    present: bool
+    """Whether the event the cursor names is still kept."""
+
+
+def _reset(oldest: str | None) -> bytes:
+    data = {"type": "reset", "data": {"reason": "trimmed", "oldest": oldest or _BEGINNING}}
+    # No id: the client's cursor moves with the next real event it gets.
+    return format_event(json.dumps(data), "reset")
 
 
 class EventReader:
@@ -51,40 +59,54 @@ class EventReader:
 
     async def start(self, after: str | None) -> AsyncIterator[bytes]:
         """Check the cursor (BadRequestError before any byte is sent), then stream."""
-        cursor = after or _BEGINNING
-        last, _ = await _stream_ends(self.redis, self.key)
-        if after is not None and parse_cursor(after) > last:
+        if after is None:
+            return self._run(_BEGINNING, None)
+        wanted = parse_cursor(after)
+        position = await self._locate(after)
+        if wanted > position.last:
             raise BadRequestError(f"cursor {after} is ahead of the session's newest event")
-        return self._run(cursor)
+        if self._trimmed(after, position):
+            return self._run(_BEGINNING, _reset(position.oldest))
+        return self._run(after, None)
 
-    async def _reset_if_trimmed(self, cursor: str) -> tuple[str, bytes | None]:
-        """If the event at `cursor` was trimmed away, a `reset` and the cursor to go on from.
-
-        Trimming takes the oldest events first, so a cursor older than the oldest event left
-        means the client may have missed events (its own cursor is no longer there to prove
-        otherwise): it should drop what it shows and reload from what follows the reset.
-        """
-        if cursor == _BEGINNING or await self.redis.xrange(self.key, cursor, cursor, count=1):
-            return cursor, None
-        _, oldest = await _stream_ends(self.redis, self.key)
-        if oldest is not None and parse_cursor(cursor) > parse_cursor(oldest):
-            return cursor, None  # an id between two events: nothing before it is missing
-        data = json.dumps(
-            {"type": "reset", "data": {"reason": "trimmed", "oldest": oldest or _BEGINNING}}
+    async def _locate(self, cursor: str) -> _Position:
+        """One round trip: the stream's ends, and whether the cursor's event is still kept."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xinfo_stream(self.key)
+            pipe.xrange(self.key, cursor, cursor, count=1)
+            info, kept = await pipe.execute(raise_on_error=False)
+        if isinstance(info, Exception):  # no stream yet: nothing was ever written
+            return _Position((0, 0), None, False)
+        first = info.get("first-entry")
+        return _Position(
+            parse_cursor(info["last-generated-id"]), first[0] if first else None, bool(kept)
         )
-        # No id: the client's cursor moves with the next real event it gets.
-        return _BEGINNING, format_event(data, "reset")
 
-    async def _run(self, cursor: str) -> AsyncIterator[bytes]:
-        cursor, reset = await self._reset_if_trimmed(cursor)
+    @staticmethod
+    def _trimmed(cursor: str, position: _Position) -> bool:
+        """Whether the client may have missed events because its cursor was trimmed away.
+
+        Trimming takes the oldest events first, so a cursor gone from the stream and older than
+        the oldest event left means events after it may be gone too: the client should drop
+        what it shows and reload from what follows the `reset`.
+        """
+        if cursor == _BEGINNING or position.present:
+            return False
+        return position.oldest is None or parse_cursor(cursor) < parse_cursor(position.oldest)
+
+    async def _run(self, cursor: str, reset: bytes | None) -> AsyncIterator[bytes]:
         if reset is not None:
             yield reset
+        idle = 0
         while True:
             answer: Any = await self.redis.xread(
                 {self.key: cursor}, count=_BATCH, block=self.keepalive_ms
             )
             if not answer:
-                if not await self.store.exists(self.session_id):
+                idle += 1
+                # Now and then, not on every tick: 1,000 idle streams should not mean 1,000
+                # extra round trips per keep-alive interval.
+                if idle % _EXISTS_EVERY == 0 and not await self.store.exists(self.session_id):
                     yield format_event(json.dumps({"type": "end", "data": {}}), "end")
                     return
                 yield KEEPALIVE
@@ -102,6 +124,7 @@ class EventReader:
             if ended:
                 return
             if len(entries) == _BATCH:  # behind: trimming may have overtaken this reader
-                cursor, reset = await self._reset_if_trimmed(cursor)
-                if reset is not None:
-                    yield reset
+                position = await self._locate(cursor)
+                if self._trimmed(cursor, position):
+                    cursor = _BEGINNING
+                    yield _reset(position.oldest)

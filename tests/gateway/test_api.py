@@ -257,17 +257,21 @@ async def read_until(
 # --- the CLI -----------------------------------------------------------------------------------
 
 
-def test_paddock_chat_opens_a_session_and_streams_the_turn(world: World, tmp_path: Path) -> None:
+def paddock_chat(world: World, tmp_path: Path, agent: str, lines: str) -> Any:
+    """Run `paddock chat` as a user would, with `lines` as its input."""
     token = tmp_path / "token"
     token.write_text(world.alice)
-    result = subprocess.run(
+    return subprocess.run(
         [
-            sys.executable, "-m", "paddock.cli", "chat", "alpha", "-n", world.namespace,
+            sys.executable, "-m", "paddock.cli", "chat", agent, "-n", world.namespace,
             "--gateway", world.gateway, "--token-file", str(token),
         ],
-        input="hello from a terminal\nemit 3\n",
-        capture_output=True, text=True, timeout=60, check=False,
+        input=lines, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+
+
+def test_paddock_chat_opens_a_session_and_streams_the_turn(world: World, tmp_path: Path) -> None:
+    result = paddock_chat(world, tmp_path, "alpha", "hello from a terminal\nemit 3\n")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("[session ")
@@ -286,15 +290,7 @@ def test_paddock_chat_opens_a_session_and_streams_the_turn(world: World, tmp_pat
 
 
 def test_paddock_chat_refuses_a_forbidden_agent_clearly(world: World, tmp_path: Path) -> None:
-    token = tmp_path / "token"
-    token.write_text(world.alice)
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "paddock.cli", "chat", "beta", "-n", world.namespace,
-            "--gateway", world.gateway, "--token-file", str(token),
-        ],
-        input="", capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    result = paddock_chat(world, tmp_path, "beta", "")
     assert result.returncode == 1
     assert "403" in result.stderr
     assert "may not" in result.stderr
