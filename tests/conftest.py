@@ -1,4 +1,4 @@
-"""Fixtures shared by every tier: the repository's paths and a real kube-apiserver."""
+"""Fixtures shared by every tier: repository paths, a real kube-apiserver, a real llama-server."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from paddock.models.tiny import write_tiny_llama
 from paddock.testing.apiserver import ApiServer, ApiServerError, KubeBinaries
+from paddock.testing.llamaserver import LlamaServer, LlamaServerError, llama_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "charts" / "paddock" / "crds"
@@ -46,3 +48,38 @@ def namespace(apiserver: ApiServer) -> str:
     name = f"t-{uuid.uuid4().hex[:10]}"
     apiserver.kubectl("create", "namespace", name)
     return name
+
+
+@pytest.fixture(scope="session")
+def llama_server_path() -> Path:
+    """llama-server: from PADDOCK_LLAMA_SERVER, else built (once) by hack/llama-server.sh."""
+    try:
+        return llama_server_binary()
+    except LlamaServerError:
+        script = REPO / "hack" / "llama-server.sh"
+        out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
+        return llama_server_binary(dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.M)))
+
+
+TINY_MODELS = {"tiny-a": 1, "tiny-b": 2}
+"""The generated models the shared llama-server offers: name -> seed."""
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models directory holding tiny random-weight GGUFs (TINY_MODELS)."""
+    models = tmp_path_factory.mktemp("models")
+    for name, seed in TINY_MODELS.items():
+        write_tiny_llama(models / f"{name}.gguf", seed=seed)
+    return models
+
+
+@pytest.fixture(scope="session")
+def llama_server(
+    llama_server_path: Path, tiny_models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    """One real llama-server in router mode over tiny_models, shared by the whole run."""
+    # One slot per model instance: the tiny models need no parallelism, the 2-core machines do.
+    extra = ["--parallel", "1"]
+    with LlamaServer(llama_server_path, tiny_models, tmp_path_factory.mktemp("llama"), extra) as s:
+        yield s

@@ -1,0 +1,1 @@
+"""The reference coding agent: a short tool loop against the Pod's OpenAI-compatible model."""
