@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from paddock.testing.runner import RunnerProcess
 from paddock_gateway.client import Event, GatewayClient
 
 pytestmark = pytest.mark.apiserver
@@ -108,6 +112,62 @@ async def test_runner_killed_mid_stream_turn_completes_every_event_once(
         assert [(e.id, e.type) for e in replay] == [(e.id, e.type) for e in events]
     finally:
         await client.aclose()
+
+
+# A command-line harness: prints `line 1` .. `line N` (N: the user's message), 50 ms apart.
+LINES = (
+    "import sys, time\n"
+    "for i in range(int(sys.argv[1])):\n"
+    "    print(f'line {i + 1}', flush=True)\n"
+    "    time.sleep(0.05)\n"
+)
+
+
+@pytest.mark.asyncio
+async def test_real_runner_killed_mid_command_turn_completes_every_event_once(
+    processes: Any, agents: Any, gateway_env: dict[str, str], apiserver: Any, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    env = {
+        "PADDOCK_RUNNER_HARNESS": "command",
+        "PADDOCK_RUNNER_WORKSPACE": str(workspace),
+        "PADDOCK_RUNNER_COMMAND": json.dumps([sys.executable, "-c", LINES, "{message}"]),
+    }
+    # The same port across restarts, as a Service in front of the Agent's Pod keeps its address.
+    runner = RunnerProcess(env, tmp_path / "runner")
+    first = runner.start()
+    try:
+        name = agents.create("command", runner.url)
+        gateway_url, _ = processes.gateway(gateway_env)
+        client = GatewayClient([gateway_url], apiserver.token, agents.namespace, name)
+        session_id = (await client.create_session())["id"]
+        turn = await client.send(session_id, "30")
+        restarted: list[str] = []
+
+        async def kill_the_pod(event: Event) -> None:
+            if not restarted and event.type == "output" and event.data["data"]["text"] == "line 6":
+                runner.kill()
+                agents.set_ready(name, None)
+                restarted.append(runner.start().incarnation)
+                agents.set_ready(name, runner.url)
+
+        try:
+            events = await asyncio.wait_for(
+                collect_turn(client, session_id, None, turn, kill_the_pod), TIMEOUT
+            )
+        finally:
+            await client.aclose()
+        assert_exactly_once(events)
+        (second,) = restarted
+        assert "line 6" in texts(events, first.incarnation)
+        assert texts(events, second) == [f"line {i}" for i in range(1, 31)]
+        kinds = [e.type for e in events]
+        assert kinds.index("agent_restarting") < kinds.index("agent_ready")
+        assert events[-1].data["incarnation"] == second
+        assert events[-1].data["data"]["reason"] == "done"
+    finally:
+        runner.stop()
 
 
 @pytest.mark.asyncio
