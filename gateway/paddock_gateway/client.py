@@ -87,10 +87,12 @@ class GatewayClient:
         return result
 
     async def send(self, session_id: str, content: str, message_id: str | None = None) -> str:
-        """Post a message (retried safely: the id makes it idempotent); returns its id."""
+        """Post a message (retried safely: the id makes it idempotent); the turn it starts."""
         message_id = message_id or uuid.uuid4().hex
-        await self._call("POST", f"/{session_id}/messages", {"id": message_id, "content": content})
-        return message_id
+        accepted = await self._call(
+            "POST", f"/{session_id}/messages", {"id": message_id, "content": content}
+        )
+        return str(accepted["turn_id"])
 
     async def events(
         self, session_id: str, after: str | None = None, retry_delay: float = 0.2

@@ -83,6 +83,12 @@ class Posted:
     event_id: str | None
 
 
+def turn_id_of(session_id: str, message_id: str) -> str:
+    """The turn a message starts: unique across sessions (a runner serves many), and the same
+    for a repeat of the message, so a re-sent turn is the same turn to the runner too."""
+    return hashlib.sha256(f"{session_id}\0{message_id}".encode()).hexdigest()[:32]
+
+
 def event_json(kind: str, data: dict[str, Any]) -> str:
     """A gateway event as clients receive it."""
     return json.dumps({"type": kind, "data": data}, separators=(",", ":"))
@@ -198,7 +204,7 @@ class Store:
         await self.get(namespace, agent, session_id)
         message = Message(role="user", content=content).model_dump_json(exclude_none=True)
         digest = hashlib.sha256(f"{model}\0{content}".encode()).hexdigest()
-        turn_id = message_id
+        turn_id = turn_id_of(session_id, message_id)
         item = json.dumps({"turn_id": turn_id, "message": message, "model": model})
         event = event_json("user_message", {"message_id": message_id, "content": content})
         answer = await self._run(

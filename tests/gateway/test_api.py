@@ -181,6 +181,23 @@ async def test_a_repeated_message_id_is_not_run_twice(
 
 
 @pytest.mark.asyncio
+async def test_the_same_message_id_in_two_sessions_runs_in_both(
+    world: World, http: httpx.AsyncClient
+) -> None:
+    auth = bearer(world.admin)
+    urls = []
+    for text in ("first session", "second session"):
+        created = await http.post(sessions(world), headers=auth)
+        url = f"{sessions(world)}/{created.json()['id']}"
+        message = {"id": "m1", "content": text}
+        assert (await http.post(f"{url}/messages", json=message, headers=auth)).status_code == 202
+        urls.append(url)
+    for url, text in zip(urls, ("first session", "second session"), strict=True):
+        events = await read_until(http, url, auth, "turn_end", data=True)
+        assert text in [e["data"].get("data", {}).get("text") for e in events]
+
+
+@pytest.mark.asyncio
 async def test_delete_ends_open_streams_and_the_session(
     world: World, http: httpx.AsyncClient, session_url: str
 ) -> None:
@@ -242,13 +259,16 @@ async def sse_events(stream: httpx.Response) -> AsyncIterator[Any]:
 
 
 async def read_until(
-    http: httpx.AsyncClient, url: str, auth: dict[str, str], kind: str, count: int = 1
-) -> list[dict[str, Any]]:
-    """Events from the start until the count-th of `kind`, as {id, type} dicts."""
+    http: httpx.AsyncClient, url: str, auth: dict[str, str], kind: str, *, count: int = 1,
+    data: bool = False,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Events from the start until the count-th of `kind`, as {id, type(, data)} dicts."""
     seen: list[dict[str, Any]] = []
     async with http.stream("GET", f"{url}/events", headers=auth) as stream, asyncio.timeout(60):
         async for event in sse_events(stream):
             seen.append({"id": event.id, "type": event.event})
+            if data:
+                seen[-1]["data"] = json.loads(event.data)
             if sum(e["type"] == kind for e in seen) == count:
                 return seen
     raise AssertionError(f"stream ended before {count} {kind}")

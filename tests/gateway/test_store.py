@@ -165,6 +165,6 @@ async def test_redis_restarted_with_its_aof_keeps_sessions_and_events(
         assert token is not None
         resumed = await store.next_turn(session_id, token)
         assert resumed is not None
-        assert (resumed.turn_id, resumed.incarnation, resumed.seq) == ("m1", "inc-1", 3)
+        assert (resumed.turn_id, resumed.incarnation, resumed.seq) == (turn.turn_id, "inc-1", 3)
     finally:
         await client.aclose()
