@@ -7,7 +7,8 @@ etcd + kube-apiserver (tokens and access reviews), the scripted protocol runner,
 1. events/s: the runner's own SSE stream read directly, against the same events read through the
    gateway (runner -> gateway -> Redis -> SSE client), for 1 session and for 10 at once.
 2. reconnect to the first replayed event (Last-Event-ID in the middle of the session's history),
-   p50/p99, with 1 open session against 1,000 open sessions each holding a live SSE stream.
+   p50/p99, with 1 open session against 1,000 open sessions each holding a live SSE stream (held
+   by a second client process, as other users would hold them).
 
 Usage: eval "$(hack/kube-binaries.sh)" && .venv/bin/python bench/gateway/bench_gateway.py
 """
@@ -93,6 +94,7 @@ class Bench:
     def __init__(self, gateway: str, runner: str, token: str) -> None:
         self.gateway = gateway
         self.runner = runner
+        self.token = token
         self.http = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(60, read=None),
@@ -142,15 +144,10 @@ class Bench:
         counts = await asyncio.gather(*(run(events) for _ in range(sessions)))
         return sum(counts) / (time.perf_counter() - start)
 
-    async def reconnects(
-        self, session_ids: list[str], cursors: list[str], held: dict[str, asyncio.Task[None]]
-    ) -> list[float]:
+    async def reconnects(self, session_ids: list[str], cursors: list[str]) -> list[float]:
         """Time from request to the first replayed event, one reconnect per session."""
         timings = []
         for session_id, cursor in zip(session_ids, cursors, strict=True):
-            if session_id in held:  # the client drops its stream, then comes back
-                held[session_id].cancel()
-                await asyncio.gather(held.pop(session_id), return_exceptions=True)
             start = time.perf_counter()
             headers = {"Last-Event-ID": cursor}
             url = self.sessions(f"/{session_id}/events")
@@ -181,6 +178,23 @@ async def hold_open(bench: Bench, session_id: str, opened: asyncio.Event) -> Non
         opened.set()
         async for _ in stream.aiter_raw():
             pass
+
+
+async def hold_streams(gateway: str) -> None:
+    """The other users: one live SSE stream per session read from stdin, until stdin closes."""
+    order = json.loads(await asyncio.to_thread(sys.stdin.readline))
+    bench = Bench(gateway, "", order["token"])
+    tasks = []
+    for session_id in order["sessions"]:
+        opened = asyncio.Event()
+        tasks.append(asyncio.create_task(hold_open(bench, session_id, opened)))
+        await opened.wait()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    await asyncio.to_thread(sys.stdin.read)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def prepare(bench: Bench, count: int) -> tuple[list[str], list[str]]:
@@ -215,16 +229,28 @@ async def run(bench: Bench, events: int, sessions: int) -> None:
         print(f"{name:34} {direct:14,.0f} {gateway:12,.0f} {gateway / direct:15.2f}")
 
     ids, cursors = await prepare(bench, sessions)
-    alone = await bench.reconnects(ids[:1] * 200, cursors[:1] * 200, {})
-    held: dict[str, asyncio.Task[None]] = {}
-    for session_id in ids:
-        opened = asyncio.Event()
-        held[session_id] = asyncio.create_task(hold_open(bench, session_id, opened))
-        await opened.wait()
-    loaded = await bench.reconnects(ids, cursors, held)
+    alone = await bench.reconnects(ids[:1] * 200, cursors[:1] * 200)
+    # The open streams belong to other users: another process holds them, as other clients would.
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--hold-streams", bench.gateway,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdin, stdout = holder.stdin, holder.stdout
+    if stdin is None or stdout is None:
+        raise RuntimeError("no pipes to the stream holder")
+    stdin.write(json.dumps({"token": bench.token, "sessions": ids}).encode() + b"\n")
+    await stdin.drain()
+    if (await stdout.readline()).strip() != b"ready":
+        raise RuntimeError("the stream holder failed")
+    try:
+        loaded = await bench.reconnects(ids, cursors)
+    finally:
+        stdin.close()
+        await holder.wait()
     print("\nreconnect with Last-Event-ID -> first replayed event, ms (goal p99 <= 50)")
     print(f"{'':34} {'p50':>8} {'p99':>8} {'max':>8}")
-    for name, values in (("1 open session", alone), (f"{sessions} open sessions", loaded)):
+    rows = (("1 open session", alone), (f"{sessions} open sessions, live streams", loaded))
+    for name, values in rows:
         print(
             f"{name:34} {statistics.median(values) * 1000:8.2f} "
             f"{percentile(values, 99) * 1000:8.2f} {max(values) * 1000:8.2f}"
@@ -237,7 +263,11 @@ def main() -> None:
     args = argparse.ArgumentParser(description=__doc__)
     args.add_argument("--events", type=int, default=100_000)
     args.add_argument("--sessions", type=int, default=1000)
+    args.add_argument("--hold-streams", metavar="GATEWAY", help=argparse.SUPPRESS)
     parsed = args.parse_args()
+    if parsed.hold_streams:
+        asyncio.run(hold_streams(parsed.hold_streams))
+        return
     work = Path(tempfile.mkdtemp(prefix="paddock-bench-gateway-"))
     try:
         measure(work, parsed.events, parsed.sessions)
