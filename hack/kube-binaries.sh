@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes binaries paddock's tests and users need (etcd, kube-apiserver, kubectl)
+# Builds the Kubernetes binaries paddock's tests and users need (etcd, kube-apiserver,
+# kube-controller-manager for garbage collection, kubectl)
 # from Go modules, with no container registry and no prebuilt downloads.
 #
 # Binaries land in $PADDOCK_CACHE/bin/<name>-<version> (default ~/.cache/paddock) and are built
@@ -16,6 +17,7 @@ export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 log() { echo "kube-binaries: $*" >&2; }
 
 kube_out="$BIN/kube-$KUBE_VERSION"
+KUBE_BINARIES=(kube-apiserver kube-controller-manager kubectl)
 etcd_out="$BIN/etcd-$ETCD_VERSION"
 
 build_kube() {
@@ -46,9 +48,12 @@ build_kube() {
     ld="$ld -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date -X $pkg.gitCommit=paddock-build"
   done
-  log "building kube-apiserver and kubectl $KUBE_VERSION (cold: ~15-25 min on 2 cores)"
-  (cd "$work" && go build -mod=mod -trimpath -ldflags "$ld" -o "$kube_out.tmp/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+  local pkgs=()
+  for b in "${KUBE_BINARIES[@]}"; do
+    [ -x "$kube_out/$b" ] || pkgs+=("k8s.io/kubernetes/cmd/$b")
+  done
+  log "building ${pkgs[*]##*/} $KUBE_VERSION (cold: ~10-25 min on 2 cores)"
+  (cd "$work" && go build -mod=mod -trimpath -ldflags "$ld" -o "$kube_out.tmp/" "${pkgs[@]}")
   mv "$kube_out.tmp"/* "$kube_out/" && rmdir "$kube_out.tmp"
 }
 
@@ -77,8 +82,11 @@ GO
 }
 
 [ -x "$etcd_out/etcd" ] || build_etcd
-[ -x "$kube_out/kube-apiserver" ] && [ -x "$kube_out/kubectl" ] || build_kube
+for b in "${KUBE_BINARIES[@]}"; do
+  [ -x "$kube_out/$b" ] || { build_kube; break; }
+done
 
 echo "export PADDOCK_ETCD=$etcd_out/etcd"
 echo "export PADDOCK_KUBE_APISERVER=$kube_out/kube-apiserver"
+echo "export PADDOCK_KUBE_CONTROLLER_MANAGER=$kube_out/kube-controller-manager"
 echo "export PADDOCK_KUBECTL=$kube_out/kubectl"

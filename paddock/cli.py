@@ -41,6 +41,18 @@ def _chat(args: argparse.Namespace) -> int:
     return chat.main(urls, token, args.namespace, args.agent, args.session)
 
 
+def _operator(args: argparse.Namespace) -> int:
+    from paddock_operator.main import run  # noqa: PLC0415
+
+    run(
+        namespaces=args.namespace,
+        standalone=args.standalone,
+        liveness=args.liveness,
+        verbose=args.verbose,
+    )
+    return 0
+
+
 def _runner(_: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
     import logging  # noqa: PLC0415
@@ -89,6 +101,19 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--token", help="bearer token (default $PADDOCK_TOKEN)")
     chat.add_argument("--token-file", help="read the bearer token from this file")
     chat.set_defaults(run=_chat)
+
+    operator = commands.add_parser("operator", help="run the operator (reconciles Agents)")
+    operator.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch only this namespace (repeat)"
+    )
+    operator.add_argument(
+        "--standalone", action="store_true", help="no peering: for a single replica"
+    )
+    operator.add_argument(
+        "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+    operator.add_argument("-v", "--verbose", action="store_true", help="log every API call")
+    operator.set_defaults(run=_operator)
 
     runner = commands.add_parser(
         "runner", help="serve the session protocol in the harness container (PADDOCK_RUNNER_*)"

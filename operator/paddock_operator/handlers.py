@@ -1,0 +1,107 @@
+"""kopf handlers: thin wiring from events to paddock_operator.reconcile.Reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from paddock.api import agent as api
+from paddock_operator.kube import Kube
+from paddock_operator.names import AGENT_LABEL
+from paddock_operator.reconcile import Reconciler
+from paddock_operator.resync import resync_forever
+from paddock_operator.settings import OperatorSettings
+
+AGENTS = (api.GROUP, api.VERSION, api.PLURAL)
+
+
+def _reconciler(memo: kopf.Memo) -> Reconciler:
+    reconciler: Reconciler = memo["reconciler"]
+    return reconciler
+
+
+def _credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account, else $KUBECONFIG or ~/.kube/config (read at call time)."""
+    return _credentials(settings)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configure kopf and log in the operator's own API client."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="paddock.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="paddock.dev", key="last-handled-configuration"
+    )
+    # kopf's own "handler succeeded" chatter stays in the log; our Events are posted explicitly.
+    settings.posting.level = logging.WARNING
+    ours = OperatorSettings()
+    settings.execution.max_workers = ours.workers
+    settings.queueing.worker_limit = ours.workers
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    info = _credentials(settings)
+    if info is None:
+        raise kopf.PermanentError("no in-cluster service account and no kubeconfig to log in with")
+    reconciler = Reconciler(Kube.from_connection(info), ours)
+    memo["reconciler"] = reconciler
+    namespaces = list(memo.get("namespaces", []))
+    memo["resync"] = asyncio.create_task(
+        resync_forever(reconciler, namespaces, ours.resync_interval), name="paddock-resync"
+    )
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Close the API client."""
+    if "resync" in memo:
+        memo["resync"].cancel()
+    if "reconciler" in memo:
+        await _reconciler(memo).kube.aclose()
+
+
+@kopf.on.resume(*AGENTS)
+@kopf.on.create(*AGENTS)
+@kopf.on.update(*AGENTS)
+async def agent_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """An Agent appeared, changed, or was there when the operator started."""
+    await _reconciler(memo).reconcile(dict(body))
+
+
+@kopf.index(*AGENTS)
+def agents_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The latest body of every Agent, so Pod events need no extra read."""
+    return {(namespace, name): dict(body)}
+
+
+@kopf.on.event("pods", labels={AGENT_LABEL: kopf.PRESENT})
+async def pod_event(
+    type: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    agents_index: kopf.Index[Any, Any] | None = None,
+    **_: Any,
+) -> None:
+    """A sandbox Pod changed or went away: update its Agent's status, recreate it if needed."""
+    namespace = body.metadata.namespace
+    owners = [o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == api.KIND]
+    if not owners or namespace is None or agents_index is None:
+        return
+    found = [a for a in agents_index.get((namespace, owners[0]["name"]), []) if a]
+    agent = found[0] if found else None
+    if agent is None or agent["metadata"]["uid"] != owners[0].get("uid"):
+        return
+    try:
+        await _reconciler(memo).observe_pod(agent, dict(body), deleted=type == "DELETED")
+    except kopf.TemporaryError as error:
+        # Event handlers are not retried; the Agent's own handlers and the resync are.
+        logger.info("Agent %s/%s waits: %s", namespace, owners[0]["name"], error)

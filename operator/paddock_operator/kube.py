@@ -1,0 +1,212 @@
+"""A small async Kubernetes API client on httpx: get, create, server-side apply, patch, delete.
+
+The operator talks to the API server through this class only, and tests hand it a client built for
+the real test API server. Errors come out as KubeError subclasses keyed on the HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from datetime import UTC, datetime
+from typing import Any, Self
+
+import httpx
+import kopf
+
+FIELD_MANAGER = "paddock-operator"
+logger = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+
+class KubeError(Exception):
+    """The API server refused a request; .status is the HTTP status, .reason Kubernetes' reason."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class NotFoundError(KubeError):
+    """404: the object (or its namespace) does not exist."""
+
+
+class ConflictError(KubeError):
+    """409: it exists already, or a resourceVersion/uid precondition failed."""
+
+
+class InvalidError(KubeError):
+    """422, or 403 from an admission plugin: the object was rejected."""
+
+
+_BY_STATUS: dict[int, type[KubeError]] = {404: NotFoundError, 409: ConflictError, 422: InvalidError}
+
+
+def path(
+    api_version: str,
+    plural: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    """The REST path of a collection or an object."""
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    parts = [base]
+    if namespace:
+        parts.append(f"namespaces/{namespace}")
+    parts.append(plural)
+    if name:
+        parts.append(name)
+    if subresource:
+        parts.append(subresource)
+    return "/".join(parts)
+
+
+PLURALS = {
+    "Pod": "pods",
+    "Service": "services",
+    "Secret": "secrets",
+    "ConfigMap": "configmaps",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "NetworkPolicy": "networkpolicies",
+    "Event": "events",
+}
+
+
+def path_of(obj: Obj) -> str:
+    """The REST path of an object from its apiVersion, kind, namespace and name."""
+    meta = obj["metadata"]
+    return path(obj["apiVersion"], PLURALS[obj["kind"]], meta.get("namespace"), meta["name"])
+
+
+class Kube:
+    """Async access to one API server with one identity."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    @classmethod
+    def from_connection(cls, info: kopf.ConnectionInfo, *, timeout: float = 30) -> Self:
+        """A client with the credentials kopf logged in with (kubeconfig or service account)."""
+        context = ssl.create_default_context()
+        if info.ca_path:
+            context.load_verify_locations(cafile=str(info.ca_path))
+        elif info.ca_data:
+            data = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
+            context.load_verify_locations(cadata=data)
+        if info.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if info.certificate_path and info.private_key_path:
+            context.load_cert_chain(str(info.certificate_path), str(info.private_key_path))
+        client = httpx.AsyncClient(
+            base_url=info.server,
+            verify=context,
+            headers=info.as_http_headers(),
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+        return cls(client)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> Obj:
+        response = await self.client.request(method, url, **kwargs)
+        if response.is_success:
+            body: Obj = response.json() if response.content else {}
+            return body
+        try:
+            status: Obj = response.json()
+        except json.JSONDecodeError:
+            status = {"reason": response.reason_phrase, "message": response.text[:500]}
+        error = _BY_STATUS.get(response.status_code, KubeError)
+        raise error(response.status_code, status.get("reason", ""), status.get("message", ""))
+
+    async def get(self, url: str) -> Obj | None:
+        """The object at url, or None if it does not exist."""
+        try:
+            return await self._request("GET", url)
+        except NotFoundError:
+            return None
+
+    async def list(self, url: str, *, label_selector: str | None = None) -> list[Obj]:
+        """The items of a collection."""
+        params = {"labelSelector": label_selector} if label_selector else {}
+        items: list[Obj] = (await self._request("GET", url, params=params)).get("items", [])
+        return items
+
+    async def create(self, obj: Obj) -> Obj:
+        """Create obj; ConflictError if an object of that name exists."""
+        collection = path_of(obj).rsplit("/", 1)[0]
+        return await self._request("POST", collection, json=obj)
+
+    async def apply(self, obj: Obj) -> Obj:
+        """Server-side apply obj as the operator's field manager, taking over conflicting fields."""
+        return await self._request(
+            "PATCH",
+            path_of(obj),
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content=json.dumps(obj),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
+
+    async def patch(self, url: str, patch: Obj) -> Obj:
+        """A JSON merge patch."""
+        return await self._request(
+            "PATCH",
+            url,
+            content=json.dumps(patch),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+
+    async def event(self, about: Obj, *, type: str, reason: str, message: str) -> None:
+        """Post a Kubernetes Event about an object; best effort, never raises."""
+        meta = about["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": about["apiVersion"],
+                "kind": about["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        url = path("v1", "events", meta["namespace"])
+        try:
+            await self._request("POST", url, json=event)
+        except (KubeError, httpx.HTTPError) as error:
+            logger.warning("could not post event %s about %s: %s", reason, meta["name"], error)
+
+    async def delete(self, url: str, *, uid: str | None = None, grace: int | None = None) -> bool:
+        """Delete the object at url (only if its uid matches, when given); False if already gone."""
+        options: Obj = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+        }
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        if grace is not None:
+            options["gracePeriodSeconds"] = grace
+        try:
+            await self._request("DELETE", url, json=options)
+        except NotFoundError:
+            return False
+        return True

@@ -1,0 +1,162 @@
+"""The Agent's other objects: Secret and ConfigMaps, workspace, Service and NetworkPolicy."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from paddock import sandbox
+from paddock.api.agent import AgentSpec
+from paddock.pki import KeyPair
+from paddock_operator.names import AgentRef
+from paddock_operator.render.model import download_hosts
+from paddock_operator.settings import OperatorSettings
+
+Obj = dict[str, Any]
+
+AGENT_CA_FILE = "agent-ca.crt"
+
+# Addresses a sandbox may never reach directly: private, shared, link-local (cloud metadata),
+# loopback and multicast ranges. The vault refuses them too; this is the network's second line.
+BLOCKED_V4 = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
+# (IPv4-mapped addresses are left out: Kubernetes reads ::ffff:0:0/96 as 0.0.0.0/0.)
+BLOCKED_V6 = ("::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "64:ff9b::/96")
+
+
+def _b64(data: bytes | str) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode()
+
+
+def ca_secret(ref: AgentRef, ca: KeyPair, stubs: dict[str, str]) -> Obj:
+    """The Agent's CA and its credential stubs (kept here so they survive Pod restarts)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": ref.metadata(ref.ca_secret, "ca"),
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": _b64(ca.cert_pem),
+            "tls.key": _b64(ca.key_pem),
+            "stubs.json": _b64(json.dumps(stubs, sort_keys=True)),
+        },
+    }
+
+
+def vault_config(spec: AgentSpec, stubs: dict[str, str]) -> sandbox.VaultConfig:
+    """What the vault needs to know: stubs, hosts, and where each real value is mounted."""
+    credentials = [
+        sandbox.VaultCredential(
+            name=c.name,
+            stub=stubs[c.name],
+            value_file=f"{sandbox.VAULT_SECRETS_DIR}/{c.name}",
+            hosts=list(c.hosts),
+            injection=(
+                sandbox.Injection(header=c.injection.header, format=c.injection.format)
+                if c.injection
+                else None
+            ),
+            swap_in_query=c.swap_in_query,
+        )
+        for c in spec.credentials
+    ]
+    allow = [
+        *spec.egress.allow,
+        *(h for h in download_hosts(spec.model) if h not in spec.egress.allow),
+    ]
+    return sandbox.VaultConfig(credentials=credentials, egress_allow=allow)
+
+
+def vault_config_map(
+    ref: AgentRef, spec: AgentSpec, stubs: dict[str, str], ca_cert_pem: bytes
+) -> Obj:
+    """The vault's configuration and the Agent CA's certificate: stubs, never real values."""
+    config = vault_config(spec, stubs).model_dump_json(by_alias=True, indent=2)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": ref.metadata(ref.vault_config, "vault"),
+        "data": {"config.json": config, AGENT_CA_FILE: ca_cert_pem.decode()},
+    }
+
+
+def workspace_claim(ref: AgentRef, spec: AgentSpec) -> Obj:
+    """The workspace volume; owned by the Agent only when its policy is Delete."""
+    claim: Obj = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": ref.metadata(
+            ref.workspace, "workspace", owned=spec.workspace.deletion_policy == "Delete"
+        ),
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": spec.workspace.size}},
+        },
+    }
+    if spec.workspace.storage_class_name:
+        claim["spec"]["storageClassName"] = spec.workspace.storage_class_name
+    return claim
+
+
+def service(ref: AgentRef) -> Obj:
+    """The runner and model ports, for the gateway."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": ref.metadata(ref.service, "sandbox"),
+        "spec": {
+            "selector": {"paddock.dev/agent": ref.name},
+            "ports": [
+                {"name": "runner", "port": sandbox.RUNNER_PORT, "targetPort": "runner"},
+                {"name": "model", "port": sandbox.MODEL_PORT, "targetPort": "model"},
+            ],
+        },
+    }
+
+
+def network_policy(ref: AgentRef, settings: OperatorSettings) -> Obj:
+    """Ingress only from the gateway and operator; egress only DNS and public addresses."""
+    system = {"kubernetes.io/metadata.name": settings.system_namespace}
+    peers = [
+        {"namespaceSelector": {"matchLabels": system}, "podSelector": {"matchLabels": selector}}
+        for selector in (settings.gateway_selector, settings.operator_selector)
+    ]
+    dns_ports = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": ref.metadata(ref.network_policy, "sandbox"),
+        "spec": {
+            "podSelector": {"matchLabels": {"paddock.dev/agent": ref.name}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": peers,
+                    "ports": [
+                        {"protocol": "TCP", "port": sandbox.RUNNER_PORT},
+                        {"protocol": "TCP", "port": sandbox.MODEL_PORT},
+                    ],
+                }
+            ],
+            "egress": [
+                {"to": [{"namespaceSelector": {}}], "ports": dns_ports},
+                {
+                    "to": [
+                        {"ipBlock": {"cidr": "0.0.0.0/0", "except": list(BLOCKED_V4)}},
+                        {"ipBlock": {"cidr": "::/0", "except": list(BLOCKED_V6)}},
+                    ]
+                },
+            ],
+        },
+    }

@@ -1,0 +1,210 @@
+"""The sandbox Pod: egress-init, the vault (a native sidecar), the model server and the harness."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from paddock import egress, sandbox
+from paddock.api.agent import AgentSpec
+from paddock_operator.names import SPEC_HASH, AgentRef
+from paddock_operator.render.model import fetch_container, model_container, model_mounts
+from paddock_operator.render.objects import AGENT_CA_FILE
+from paddock_operator.render.security import network_admin, restricted
+from paddock_operator.settings import OperatorSettings
+
+Obj = dict[str, Any]
+
+PROXY_URL = f"http://127.0.0.1:{sandbox.VAULT_PROXY_PORT}"
+
+
+def model_url(spec: AgentSpec) -> str:
+    """The OpenAI-compatible base URL the agent is given."""
+    if spec.model.external is not None:
+        return spec.model.external.base_url
+    return f"http://127.0.0.1:{sandbox.MODEL_PORT}/v1"
+
+
+def harness_env(spec: AgentSpec, stubs: dict[str, str]) -> list[Obj]:
+    """The harness's environment: the user's variables, stubs, proxy, trust and model settings."""
+    env: list[Obj] = [{"name": e.name, "value": e.value} for e in spec.harness.env]
+    if not any(e.name == "HOME" for e in spec.harness.env):
+        env.append({"name": "HOME", "value": f"{sandbox.WORKSPACE_DIR}/.home"})
+    env += [{"name": c.name, "value": stubs[c.name]} for c in spec.credentials]
+    no_proxy = "localhost,127.0.0.1,::1"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env.append({"name": name, "value": PROXY_URL})
+    env += [{"name": "NO_PROXY", "value": no_proxy}, {"name": "no_proxy", "value": no_proxy}]
+    env += [{"name": name, "value": sandbox.CA_CERT_FILE} for name in sandbox.TRUST_ENV]
+    url = model_url(spec)
+    env += [
+        {"name": sandbox.MODEL_URL_ENV, "value": url},
+        {"name": "OPENAI_BASE_URL", "value": url},
+        {"name": "PADDOCK_MODEL", "value": spec.model.default},
+        {"name": "PADDOCK_RUNNER_PORT", "value": str(sandbox.RUNNER_PORT)},
+    ]
+    return env
+
+
+def _runner_probe(*, period: int, failures: int) -> Obj:
+    return {
+        "httpGet": {"path": "/healthz", "port": "runner"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 5,
+    }
+
+
+def harness_container(spec: AgentSpec, stubs: dict[str, str]) -> Obj:
+    """The agent and the runner, as the harness user, seeing stubs and the CA certificate only."""
+    harness = spec.harness
+    container: Obj = {
+        "name": sandbox.HARNESS_CONTAINER,
+        "image": harness.image,
+        "workingDir": harness.working_dir,
+        "env": harness_env(spec, stubs),
+        "ports": [{"name": "runner", "containerPort": sandbox.RUNNER_PORT, "protocol": "TCP"}],
+        "startupProbe": _runner_probe(period=2, failures=90),
+        "readinessProbe": _runner_probe(period=10, failures=3),
+        "resources": harness.resources.model_dump(exclude_defaults=True),
+        "volumeMounts": [
+            {"name": "workspace", "mountPath": sandbox.WORKSPACE_DIR},
+            {"name": "trust", "mountPath": sandbox.CA_CERT_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+        ],
+        "securityContext": restricted(sandbox.HARNESS_UID),
+    }
+    if harness.command:
+        container["command"] = list(harness.command)
+    if harness.args:
+        container["args"] = list(harness.args)
+    return container
+
+
+def vault_container(settings: OperatorSettings) -> Obj:
+    """The vault, a native sidecar: it starts (and is ready) before the others, and stays."""
+    probe = {"httpGet": {"path": "/healthz", "port": "vault-admin"}, "periodSeconds": 2}
+    return {
+        "name": sandbox.VAULT_CONTAINER,
+        "image": settings.vault_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "restartPolicy": "Always",
+        "args": ["vault"],
+        "env": [{"name": "PADDOCK_VAULT_CONFIG_FILE", "value": sandbox.VAULT_CONFIG_FILE}],
+        "ports": [
+            {"name": "vault-proxy", "containerPort": sandbox.VAULT_PROXY_PORT},
+            {"name": "vault-admin", "containerPort": sandbox.VAULT_ADMIN_PORT},
+        ],
+        "startupProbe": probe | {"failureThreshold": 30},
+        "readinessProbe": probe | {"periodSeconds": 10},
+        "volumeMounts": [
+            {"name": "vault-config", "mountPath": sandbox.VAULT_CONFIG_FILE.rsplit("/", 1)[0]},
+            {"name": "vault-ca", "mountPath": sandbox.VAULT_CA_DIR, "readOnly": True},
+            {"name": "vault-secrets", "mountPath": sandbox.VAULT_SECRETS_DIR, "readOnly": True},
+        ],
+        "securityContext": restricted(sandbox.VAULT_UID),
+    }
+
+
+SYSTEM_ROOTS = "/etc/ssl/certs/ca-certificates.crt"
+AGENT_CA_DIR = "/etc/paddock/agent-ca"
+
+
+def trust_script() -> str:
+    """Writes the bundle the other containers trust: the image's public roots plus the Agent CA."""
+    return (
+        f"cat {SYSTEM_ROOTS} {AGENT_CA_DIR}/{AGENT_CA_FILE} > {sandbox.CA_CERT_FILE}.tmp\n"
+        f"mv {sandbox.CA_CERT_FILE}.tmp {sandbox.CA_CERT_FILE}\n"
+    )
+
+
+def egress_init_container(settings: OperatorSettings) -> Obj:
+    """Writes the trust bundle, then the iptables rules that send traffic to the vault."""
+    return {
+        "name": sandbox.EGRESS_INIT_CONTAINER,
+        "image": settings.vault_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["/bin/sh", "-c", trust_script() + egress.iptables_script()],
+        "volumeMounts": [
+            {"name": "xtables-lock", "mountPath": "/run"},
+            {"name": "trust", "mountPath": sandbox.CA_CERT_DIR},
+            {"name": "vault-config", "mountPath": AGENT_CA_DIR, "readOnly": True},
+        ],
+        "securityContext": network_admin(),
+    }
+
+
+def _volumes(ref: AgentRef, spec: AgentSpec) -> list[Obj]:
+    sources = [
+        {
+            "secret": {
+                "name": c.secret_ref.name,
+                "items": [{"key": c.secret_ref.key, "path": c.name}],
+            }
+        }
+        for c in spec.credentials
+    ]
+    secrets: Obj = (
+        {"projected": {"sources": sources, "defaultMode": 0o400}} if sources else {"emptyDir": {}}
+    )
+    ca_items = [{"key": k, "path": k} for k in ("tls.crt", "tls.key")]
+    mode = {"defaultMode": 0o400}
+    return [
+        {"name": "workspace", "persistentVolumeClaim": {"claimName": ref.workspace}},
+        {"name": "trust", "emptyDir": {}},
+        {"name": "vault-config", "configMap": {"name": ref.vault_config}},
+        {"name": "vault-ca", "secret": {"secretName": ref.ca_secret, "items": ca_items, **mode}},
+        {"name": "vault-secrets", **secrets},
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "xtables-lock", "emptyDir": {"medium": "Memory"}},
+    ]  # fmt: skip
+
+
+def spec_hash(spec: AgentSpec, settings: OperatorSettings) -> str:
+    """A digest of everything the Pod is rendered from: a change means the Pod must be replaced."""
+    material = json.dumps(
+        [spec.model_dump(mode="json", exclude={"suspend", "workspace"}), settings.model_dump()],
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def pod(ref: AgentRef, spec: AgentSpec, settings: OperatorSettings, stubs: dict[str, str]) -> Obj:
+    """The sandbox Pod of an Agent."""
+    init = [egress_init_container(settings), vault_container(settings)]
+    containers = [harness_container(spec, stubs)]
+    volumes = _volumes(ref, spec)
+    if spec.model.engine != "external":
+        mounts = model_mounts(spec.model)
+        server = model_container(spec.model, settings, mounts)
+        fetch = fetch_container(mounts, settings, server["image"])
+        init += [fetch] if fetch else []
+        containers.append(server)
+        volumes += mounts.volumes
+        if spec.model.engine == "vllm":
+            volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    meta = ref.metadata(ref.pod, "sandbox")
+    meta["annotations"] = {SPEC_HASH: spec_hash(spec, settings)}
+    body: Obj = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "fsGroup": sandbox.HARNESS_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "initContainers": init,
+            "containers": containers,
+            "volumes": volumes,
+        },
+    }
+    if spec.runtime_class_name:
+        body["spec"]["runtimeClassName"] = spec.runtime_class_name
+    return body

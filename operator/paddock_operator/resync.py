@@ -1,0 +1,49 @@
+"""Periodic resync: reconcile every Agent now and then, in case an event was missed.
+
+A loop of the operator's own rather than a kopf timer: kopf guards timers with a finalizer on every
+Agent, and a finalizer would keep Agents from being deleted while the operator is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+
+from paddock.api import agent as api
+from paddock_operator import kube
+from paddock_operator.kube import KubeError
+from paddock_operator.reconcile import Reconciler
+
+logger = logging.getLogger(__name__)
+
+
+async def resync_once(reconciler: Reconciler, namespaces: list[str], *, parallel: int = 8) -> int:
+    """Reconcile every Agent in namespaces (all when empty) once; return how many were seen."""
+    paths = [kube.path(api.API_VERSION, api.PLURAL, ns) for ns in namespaces] or [
+        kube.path(api.API_VERSION, api.PLURAL)
+    ]
+    agents = [agent for path in paths for agent in await reconciler.kube.list(path)]
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(body: kube.Obj) -> None:
+        async with gate:
+            try:
+                await reconciler.reconcile(body)
+            except (kopf.TemporaryError, KubeError) as error:
+                meta = body["metadata"]
+                logger.info("resync of %s/%s: %s", meta["namespace"], meta["name"], error)
+
+    await asyncio.gather(*(one(a) for a in agents))
+    return len(agents)
+
+
+async def resync_forever(reconciler: Reconciler, namespaces: list[str], interval: float) -> None:
+    """Resync every interval seconds until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await resync_once(reconciler, namespaces)
+        except KubeError as error:  # the API server is unwell: try again next round
+            logger.warning("resync failed: %s", error)

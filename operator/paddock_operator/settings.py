@@ -1,0 +1,51 @@
+"""The operator's settings: one object, from PADDOCK_OPERATOR_* environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Image = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class OperatorSettings(BaseSettings):
+    """What the operator needs to know that the Agent does not say."""
+
+    model_config = SettingsConfigDict(env_prefix="PADDOCK_OPERATOR_", frozen=True)
+
+    llamacpp_image: Image = "paddock/llama-server:0.1.0"
+    """Model server image for engine llamacpp (llama-server)."""
+    vllm_image: Image = "vllm/vllm-openai:v0.11.0"
+    """Model server image for engine vllm."""
+    vault_image: Image = "paddock/vault:0.1.0"
+    """The vault sidecar's image (also runs the egress-init container: it ships iptables)."""
+    image_pull_policy: str = "IfNotPresent"
+    """Pull policy of the images the operator picks (the harness's is the cluster default)."""
+
+    gateway_selector: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "paddock-gateway"}
+    )
+    """Labels of the gateway Pods, which alone (with the operator) may reach a sandbox."""
+    operator_selector: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "paddock-operator"}
+    )
+    """Labels of the operator's own Pods."""
+    system_namespace: str = "paddock-system"
+    """Namespace of the gateway and operator, for the sandboxes' NetworkPolicy."""
+
+    retry_delay: Annotated[float, Field(gt=0, le=300)] = 5.0
+    """Seconds before retrying a reconcile that waits on something (a Secret, a deletion)."""
+    resync_interval: Annotated[float, Field(gt=0)] = 30.0
+    """Seconds between periodic re-checks of every Agent, in case an event was missed."""
+    workers: Annotated[int, Field(ge=1, le=256)] = 32
+    """Agents reconciled at once."""
+
+    @field_validator("image_pull_policy")
+    @classmethod
+    def _pull_policy(cls, value: str) -> str:
+        allowed = ("Always", "IfNotPresent", "Never")
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, not {value!r}")
+        return value

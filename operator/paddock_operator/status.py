@@ -1,0 +1,144 @@
+"""An Agent's status, derived from what the operator observed: phase and conditions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from paddock import sandbox
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What one reconcile saw."""
+
+    generation: int
+    suspended: bool
+    external: bool
+    pod: Obj | None
+    restarts: int
+    endpoint: str
+    model: str
+    credentials_problem: tuple[str, str] | None = None
+    """(reason, message) when a credential's Secret or key is missing."""
+
+
+def _pod_condition(pod: Obj, kind: str) -> Obj | None:
+    for condition in pod.get("status", {}).get("conditions", []):
+        if condition.get("type") == kind:
+            found: Obj = condition
+            return found
+    return None
+
+
+def _container(pod: Obj, name: str) -> Obj | None:
+    status = pod.get("status", {})
+    for entry in status.get("containerStatuses", []) + status.get("initContainerStatuses", []):
+        if entry.get("name") == name:
+            found: Obj = entry
+            return found
+    return None
+
+
+def _waiting(container: Obj | None, default: str) -> tuple[str, str]:
+    waiting = ((container or {}).get("state") or {}).get("waiting") or {}
+    return waiting.get("reason") or default, waiting.get("message") or ""
+
+
+def _credentials(seen: Observed) -> tuple[str, str, str]:
+    if seen.credentials_problem:
+        return "False", *seen.credentials_problem
+    return "True", "SecretsFound", "every credential's Secret and key exist"
+
+
+def _scheduled(seen: Observed) -> tuple[str, str, str]:
+    if seen.suspended:
+        return "False", "Suspended", "spec.suspend is true"
+    if seen.pod is None:
+        return "False", "PodNotCreated", "the sandbox Pod does not exist yet"
+    found = _pod_condition(seen.pod, "PodScheduled")
+    if found and found.get("status") == "True":
+        return "True", "Scheduled", f"on node {seen.pod.get('spec', {}).get('nodeName', '')}"
+    found = found or {}
+    return "False", found.get("reason") or "Pending", found.get("message") or "waiting for a node"
+
+
+def _model(seen: Observed) -> tuple[str, str, str]:
+    if seen.external:
+        return "True", "ExternalEndpoint", "the model is served outside the Pod"
+    if seen.pod is None:
+        return "False", "PodNotCreated", "the sandbox Pod does not exist yet"
+    container = _container(seen.pod, sandbox.MODEL_CONTAINER)
+    if container and container.get("ready"):
+        return "True", "ModelServerReady", f"serving {seen.model}"
+    reason, message = _waiting(container, "ModelLoading")
+    return "False", reason, message or "the model server is not answering /health yet"
+
+
+def _ready(seen: Observed) -> tuple[str, str, str]:
+    if seen.suspended:
+        return "False", "Suspended", "spec.suspend is true"
+    if seen.pod is None:
+        return "False", "PodNotCreated", "the sandbox Pod does not exist yet"
+    found = _pod_condition(seen.pod, "Ready")
+    if found and found.get("status") == "True":
+        return "True", "PodReady", "every container is ready"
+    harness = _container(seen.pod, sandbox.HARNESS_CONTAINER)
+    reason, message = _waiting(harness, "ContainersNotReady")
+    return "False", reason, message or "waiting for every container to be ready"
+
+
+def phase(seen: Observed) -> str:
+    """Pending, Starting, Ready, Suspended or Failed."""
+    if seen.suspended:
+        return "Suspended"
+    if seen.pod is None or seen.credentials_problem:
+        return "Pending"
+    if seen.pod.get("status", {}).get("phase") == "Failed":
+        return "Failed"
+    if _ready(seen)[0] == "True":
+        return "Ready"
+    return "Starting" if _scheduled(seen)[0] == "True" else "Pending"
+
+
+def conditions(seen: Observed, previous: list[Obj], now: datetime | None = None) -> list[Obj]:
+    """The four conditions; a condition keeps its lastTransitionTime while its status holds."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    before = {c.get("type"): c for c in previous}
+    out = []
+    for kind, derive in (
+        ("CredentialsReady", _credentials),
+        ("PodScheduled", _scheduled),
+        ("ModelReady", _model),
+        ("Ready", _ready),
+    ):
+        status, reason, message = derive(seen)
+        old = before.get(kind, {})
+        since = old.get("lastTransitionTime") if old.get("status") == status else None
+        out.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": since or stamp,
+                "observedGeneration": seen.generation,
+            }
+        )
+    return out
+
+
+def status(seen: Observed, previous: Obj, now: datetime | None = None) -> Obj:
+    """The whole status subresource body."""
+    return {
+        "phase": phase(seen),
+        "conditions": conditions(seen, previous.get("conditions", []), now),
+        "observedGeneration": seen.generation,
+        "podName": (seen.pod or {}).get("metadata", {}).get("name"),
+        "endpoint": seen.endpoint,
+        "model": seen.model,
+        "restarts": seen.restarts,
+    }

@@ -1,0 +1,121 @@
+"""kubectl for one namespace of a test API server, with the kubelet's part played by hand."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from paddock.testing.apiserver import ApiServer, ApiServerError
+
+T = TypeVar("T")
+Obj = dict[str, Any]
+
+
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30) -> T:
+    """Poll check until it returns something truthy; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+class Cluster:
+    """kubectl for one namespace, with the kubelet's part played by hand."""
+
+    def __init__(self, server: ApiServer, namespace: str) -> None:
+        self.server = server
+        self.namespace = namespace
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        return self.server.kubectl("-n", self.namespace, *args, input=input).stdout
+
+    def get(self, kind: str, name: str) -> Obj | None:
+        result = self.server.kubectl(
+            "-n", self.namespace, "get", kind, name, "-o", "json", check=False
+        )
+        if result.returncode != 0:
+            if "NotFound" not in result.stderr:
+                raise ApiServerError(result.stderr)
+            return None
+        found: Obj = json.loads(result.stdout)
+        return found
+
+    def apply(self, *objects: Obj) -> None:
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"kind": "List", "apiVersion": "v1", "items": list(objects)}),
+        )
+
+    def secret(self, name: str, **data: str) -> Obj:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": data,
+        }
+
+    def agent_status(self, name: str) -> Obj:
+        return (self.get("agent", name) or {}).get("status") or {}
+
+    def condition(self, agent: str, kind: str) -> Obj:
+        for c in self.agent_status(agent).get("conditions", []):
+            if c["type"] == kind:
+                found: Obj = c
+                return found
+        return {}
+
+    def pod(self, agent: str) -> Obj | None:
+        return self.get("pod", f"{agent}-sandbox")
+
+    def wait_pod(self, agent: str, *, other_than: str | None = None) -> Obj:
+        def created() -> Obj | None:
+            pod = self.pod(agent)
+            if (
+                pod
+                and pod["metadata"]["uid"] != other_than
+                and not pod["metadata"].get("deletionTimestamp")
+            ):
+                return pod
+            return None
+
+        return wait_for(created, f"a sandbox Pod for {agent}")
+
+    def play_kubelet(self, agent: str, *, ready: bool = True, phase: str = "Running") -> None:
+        """Write the Pod status a kubelet would: scheduled, and every container ready (or not)."""
+        pod = self.pod(agent)
+        if pod is None:
+            raise ApiServerError(f"no sandbox Pod for {agent} to play the kubelet for")
+        flag = "True" if ready else "False"
+        stamp = "2026-11-21T00:00:00Z"
+        containers = [
+            {
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": "",
+                "ready": ready,
+                "restartCount": 0,
+                "started": ready,
+                "state": {"running": {"startedAt": stamp}},
+            }
+            for c in pod["spec"]["containers"]
+        ]
+        status = {
+            "phase": phase,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
+                {"type": "Ready", "status": flag, "lastTransitionTime": stamp},
+            ],
+            "containerStatuses": containers,
+        }
+        self.kubectl(
+            "patch", "pod", pod["metadata"]["name"], "--subresource=status",
+            "--type=merge", "-p", json.dumps({"status": status}),
+        )  # fmt: skip

@@ -1,0 +1,29 @@
+"""The operator running against the real API server, and a kubelet played by the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kopf.testing import KopfRunner
+
+from paddock.testing.apiserver import ApiServer
+from paddock.testing.cluster import Cluster
+
+
+@pytest.fixture(scope="module")
+def operator(apiserver: ApiServer) -> Iterator[KopfRunner]:
+    """The operator, in this process, watching every namespace of the test API server."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("KUBECONFIG", str(apiserver.kubeconfig))
+        env.setenv("PADDOCK_OPERATOR_RETRY_DELAY", "1")
+        args = ["run", "--all-namespaces", "--standalone", "-m", "paddock_operator.handlers"]
+        with KopfRunner(args, timeout=60) as runner:
+            yield runner
+    assert runner.exit_code == 0, runner.output
+
+
+@pytest.fixture
+def cluster(apiserver: ApiServer, namespace: str) -> Cluster:
+    """kubectl for a fresh namespace."""
+    return Cluster(apiserver, namespace)

@@ -1,0 +1,226 @@
+"""What the operator renders for an Agent, checked without a cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from paddock import sandbox
+from paddock.api.agent import AgentSpec
+from paddock_operator.names import AgentRef
+from paddock_operator.render import objects
+from paddock_operator.render.pod import pod, spec_hash
+from paddock_operator.settings import OperatorSettings
+from paddock_operator.stubs import reconcile_stubs
+
+pytestmark = pytest.mark.unit
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+REF = AgentRef("coder", "team-a", "00000000-0000-0000-0000-000000000001")
+SETTINGS = OperatorSettings()
+
+
+def spec_of(example: str, **changes: Any) -> AgentSpec:
+    docs = yaml.safe_load_all((EXAMPLES / example).read_text())
+    body = next(d for d in docs if d and d["kind"] == "Agent")
+    body["spec"].update(changes)
+    return AgentSpec.model_validate(body["spec"])
+
+
+def container(body: dict[str, Any], name: str) -> dict[str, Any]:
+    everything = body["spec"]["initContainers"] + body["spec"]["containers"]
+    return next(c for c in everything if c["name"] == name)
+
+
+def test_harness_sees_stubs_proxy_and_trust_only() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    stubs = reconcile_stubs(spec, {})
+    harness = container(pod(REF, spec, SETTINGS, stubs), sandbox.HARNESS_CONTAINER)
+    env = {e["name"]: e["value"] for e in harness["env"]}
+    assert env["GITHUB_TOKEN"] == stubs["GITHUB_TOKEN"]
+    assert env["GITHUB_TOKEN"].startswith("stub_github_token_")
+    assert env["HTTPS_PROXY"] == f"http://127.0.0.1:{sandbox.VAULT_PROXY_PORT}"
+    for name in sandbox.TRUST_ENV:
+        assert env[name] == sandbox.CA_CERT_FILE
+    assert env[sandbox.MODEL_URL_ENV] == f"http://127.0.0.1:{sandbox.MODEL_PORT}/v1"
+    assert "envFrom" not in harness
+    assert all("valueFrom" not in e for e in harness["env"])
+    mounted = {m["name"] for m in harness["volumeMounts"]}
+    assert mounted == {"workspace", "trust", "tmp"}
+
+
+def test_only_the_vault_mounts_real_values_and_the_ca_key() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+    volumes = {v["name"]: v for v in body["spec"]["volumes"]}
+    secret_volumes = {
+        name
+        for name, v in volumes.items()
+        if "secret" in v or any("secret" in s for s in v.get("projected", {}).get("sources", []))
+    }
+    assert secret_volumes == {"vault-ca", "vault-secrets"}
+    for c in body["spec"]["initContainers"] + body["spec"]["containers"]:
+        mounts = {m["name"] for m in c.get("volumeMounts", [])}
+        if c["name"] == sandbox.VAULT_CONTAINER:
+            assert secret_volumes <= mounts
+        else:
+            assert not mounts & secret_volumes, c["name"]
+    projected = volumes["vault-secrets"]["projected"]["sources"]
+    assert projected == [
+        {"secret": {"name": "github", "items": [{"key": "token", "path": "GITHUB_TOKEN"}]}}
+    ]
+
+
+def test_every_container_is_locked_down() -> None:
+    spec = spec_of("vllm-agent.yaml", runtimeClassName="gvisor")
+    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+    assert body["spec"]["automountServiceAccountToken"] is False
+    assert body["spec"]["runtimeClassName"] == "gvisor"
+    assert body["spec"]["securityContext"]["runAsNonRoot"] is True
+    for c in body["spec"]["initContainers"] + body["spec"]["containers"]:
+        ctx = c["securityContext"]
+        assert ctx["allowPrivilegeEscalation"] is False, c["name"]
+        assert ctx["capabilities"]["drop"] == ["ALL"], c["name"]
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}, c["name"]
+        assert ctx["readOnlyRootFilesystem"] is True, c["name"]
+        if c["name"] == sandbox.EGRESS_INIT_CONTAINER:
+            assert ctx["capabilities"]["add"] == ["NET_ADMIN", "NET_RAW"]
+            assert "restartPolicy" not in c  # runs to completion before anything else
+        else:
+            assert "add" not in ctx["capabilities"], c["name"]
+            assert ctx["runAsNonRoot"] is True, c["name"]
+    uids = {c["name"]: c["securityContext"]["runAsUser"] for c in body["spec"]["containers"]}
+    assert uids == {sandbox.HARNESS_CONTAINER: 1000, sandbox.MODEL_CONTAINER: 1001}
+    assert container(body, sandbox.VAULT_CONTAINER)["securityContext"]["runAsUser"] == 1337
+
+
+def test_vault_is_a_native_sidecar_after_the_egress_rules() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    init = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))["spec"]["initContainers"]
+    assert [c["name"] for c in init] == [sandbox.EGRESS_INIT_CONTAINER, sandbox.VAULT_CONTAINER]
+    assert init[1]["restartPolicy"] == "Always"
+    assert "--to-ports 15006" in init[0]["command"][-1]
+
+
+def test_trust_bundle_is_public_roots_plus_the_agent_ca_certificate_only() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+    init = container(body, sandbox.EGRESS_INIT_CONTAINER)
+    script = init["command"][-1]
+    assert f"> {sandbox.CA_CERT_FILE}.tmp" in script
+    assert "/etc/ssl/certs/ca-certificates.crt /etc/paddock/agent-ca/agent-ca.crt" in script
+    mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    assert mounts["trust"] == sandbox.CA_CERT_DIR
+    assert mounts["vault-config"] == "/etc/paddock/agent-ca"  # the certificate, never the key
+    config = objects.vault_config_map(REF, spec, {"GITHUB_TOKEN": "s"}, b"-----CERT-----\n")
+    assert set(config["data"]) == {"config.json", "agent-ca.crt"}
+
+
+def test_llamacpp_serves_every_model_from_its_models_dir() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    model = container(pod(REF, spec, SETTINGS, {"GITHUB_TOKEN": "s"}), sandbox.MODEL_CONTAINER)
+    assert model["image"] == SETTINGS.llamacpp_image
+    assert model["command"] == ["llama-server"]
+    assert model["args"][:2] == ["--models-dir", sandbox.MODELS_DIR]
+    assert "--jinja" in model["args"]
+    assert model["args"][-2:] == ["--ctx-size", "4096"]
+    files = {m["mountPath"]: m.get("subPath") for m in model["volumeMounts"]}
+    assert files["/models/tiny.gguf"] == "tiny/tiny-llama.gguf"
+    assert files["/models/tiny-alt.gguf"] == "tiny/tiny-llama-alt.gguf"
+    assert model["startupProbe"]["httpGet"] == {"path": "/health", "port": "model"}
+    assert (
+        "limits" not in model["resources"] or "nvidia.com/gpu" not in model["resources"]["limits"]
+    )
+
+
+def test_vllm_gets_gpus_shared_memory_and_its_flags() -> None:
+    spec = spec_of("vllm-agent.yaml")
+    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+    model = container(body, sandbox.MODEL_CONTAINER)
+    assert model["command"] == ["vllm"]
+    assert model["args"][:4] == [
+        "serve",
+        "Qwen/Qwen2.5-Coder-7B-Instruct",
+        "--served-model-name",
+        "qwen2.5-coder-7b",
+    ]
+    assert "--revision" in model["args"]
+    assert model["args"][-1] == "hermes"
+    assert model["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in body["spec"]["volumes"]
+    assert any(m["mountPath"] == "/dev/shm" for m in model["volumeMounts"])  # noqa: S108
+
+
+def test_external_engine_runs_no_model_server_and_points_at_the_endpoint() -> None:
+    spec = spec_of("external-agent.yaml")
+    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+    assert [c["name"] for c in body["spec"]["containers"]] == [sandbox.HARNESS_CONTAINER]
+    env = {e["name"]: e["value"] for e in container(body, sandbox.HARNESS_CONTAINER)["env"]}
+    assert env[sandbox.MODEL_URL_ENV] == "https://inference.example.com/v1"
+    assert env["MODEL_API_KEY"].startswith("stub_model_api_key_")
+
+
+def test_stubs_stay_stable_and_follow_the_credentials() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    first = reconcile_stubs(spec, {})
+    assert reconcile_stubs(spec, first) == first
+    fewer = spec.model_copy(update={"credentials": []})
+    assert reconcile_stubs(fewer, first) == {}
+
+
+def test_spec_hash_changes_with_the_pod_but_not_with_suspend() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    assert spec_hash(spec, SETTINGS) == spec_hash(
+        spec.model_copy(update={"suspend": True}), SETTINGS
+    )
+    other = spec_of("llamacpp-agent.yaml", harness={"image": "paddock/harness:0.2.0"})
+    assert spec_hash(spec, SETTINGS) != spec_hash(other, SETTINGS)
+
+
+def test_vault_config_holds_stubs_and_file_paths_never_values() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    config = objects.vault_config(spec, {"GITHUB_TOKEN": "stub_github_token_1"})
+    (credential,) = config.credentials
+    assert credential.stub == "stub_github_token_1"
+    assert credential.value_file == f"{sandbox.VAULT_SECRETS_DIR}/GITHUB_TOKEN"
+    assert credential.hosts == ["api.github.com", "github.com", "*.githubusercontent.com"]
+    assert config.egress_allow == ["pypi.org", "files.pythonhosted.org"]
+
+
+def test_model_downloads_are_let_through_the_vault() -> None:
+    spec = spec_of(
+        "llamacpp-agent.yaml",
+        model={
+            "models": [
+                {"name": "hf", "source": {"huggingFace": {"repo": "a/b", "file": "m.gguf"}}},
+                {"name": "web", "source": {"url": "https://models.example.org/x.gguf"}},
+            ],
+            "default": "hf",
+        },
+    )
+    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+    fetch = container(body, "model-fetch")
+    assert "https://huggingface.co/a/b/resolve/main/m.gguf" in fetch["command"][-1]
+    allow = objects.vault_config(spec, reconcile_stubs(spec, {})).egress_allow
+    assert "models.example.org" in allow
+    assert "huggingface.co" in allow
+
+
+def test_network_policy_blocks_private_and_metadata_addresses() -> None:
+    policy = objects.network_policy(REF, SETTINGS)["spec"]
+    blocked = policy["egress"][1]["to"][0]["ipBlock"]["except"]
+    for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"):
+        assert cidr in blocked
+    (ingress,) = policy["ingress"]
+    assert [p["port"] for p in ingress["ports"]] == [sandbox.RUNNER_PORT, sandbox.MODEL_PORT]
+
+
+def test_workspace_is_owned_only_when_it_should_go_with_the_agent() -> None:
+    deleting = objects.workspace_claim(REF, spec_of("llamacpp-agent.yaml"))
+    assert deleting["metadata"]["ownerReferences"][0]["uid"] == REF.uid
+    assert deleting["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    retained = objects.workspace_claim(REF, spec_of("vllm-agent.yaml"))
+    assert "ownerReferences" not in retained["metadata"]

@@ -1,0 +1,123 @@
+"""The operator killed mid-reconcile, then started again: no duplicate Pods, stable stubs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from paddock.testing.apiserver import ApiServer
+from paddock.testing.cluster import Cluster, wait_for
+
+pytestmark = pytest.mark.apiserver
+
+AGENTS = 24
+
+
+def agent(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "paddock.dev/v1alpha1",
+        "kind": "Agent",
+        "metadata": {"name": name},
+        "spec": {
+            "harness": {"image": "paddock/harness:0.1.0"},
+            "model": {
+                "models": [{"name": "m", "source": {"pvc": {"claimName": "models", "path": "m"}}}],
+                "default": "m",
+            },
+            "credentials": [
+                {"name": "TOKEN", "secretRef": {"name": "token", "key": "v"}, "hosts": ["a.io"]}
+            ],
+        },
+    }
+
+
+class OperatorProcess:
+    """`paddock operator` as a real child process."""
+
+    def __init__(self, server: ApiServer, log: Path) -> None:
+        self.server = server
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = os.environ | {"KUBECONFIG": str(self.server.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "paddock.cli", "operator", "--standalone", "--verbose"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no chance to finish what it was doing."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def operator_process(
+    apiserver: ApiServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(apiserver, tmp_path / "operator.log")
+    yield process
+    process.kill()
+    if request.node.rep_call.failed:
+        tail = process.log.read_text(errors="replace").splitlines()[-40:]
+        print("operator log, last lines:", *tail, sep="\n")  # noqa: T201 - shown on failure
+
+
+def sandbox_pods(cluster: Cluster) -> list[dict[str, object]]:
+    out = cluster.kubectl("get", "pods", "-l", "paddock.dev/agent", "-o", "json")
+    items: list[dict[str, object]] = json.loads(out)["items"]
+    return items
+
+
+def test_killed_mid_reconcile_converges_without_duplicates(
+    cluster: Cluster, operator_process: OperatorProcess
+) -> None:
+    cluster.apply(cluster.secret("token", v="real-token-value"))
+    operator_process.start()
+    cluster.apply(*(agent(f"a{i}") for i in range(AGENTS)))
+    # Kill it as soon as it has started on the batch, while most Agents are still in flight.
+    wait_for(lambda: len(sandbox_pods(cluster)) >= 1, "the first sandbox Pod", timeout=60)
+    operator_process.kill()
+    before = len(sandbox_pods(cluster))
+    assert before < AGENTS, "the operator finished before it was killed: nothing was tested"
+    stubs_before = {
+        p["metadata"]["labels"]["paddock.dev/agent"]: p["spec"]["containers"][0]["env"]  # type: ignore[index]
+        for p in sandbox_pods(cluster)
+    }
+
+    operator_process.start()
+    wait_for(lambda: len(sandbox_pods(cluster)) == AGENTS, f"{AGENTS} sandbox Pods", timeout=90)
+    wait_for(
+        lambda: all(
+            cluster.agent_status(f"a{i}").get("podName") == f"a{i}-sandbox" for i in range(AGENTS)
+        ),
+        "every Agent's status to name its Pod",
+        timeout=60,
+    )
+    pods = sandbox_pods(cluster)
+    owners = [p["metadata"]["labels"]["paddock.dev/agent"] for p in pods]  # type: ignore[index]
+    assert sorted(owners) == sorted(f"a{i}" for i in range(AGENTS)), "one Pod per Agent"
+    for pod in pods:
+        name = pod["metadata"]["labels"]["paddock.dev/agent"]  # type: ignore[index]
+        if name in stubs_before:  # made before the kill and left alone after it
+            assert pod["spec"]["containers"][0]["env"] == stubs_before[name]  # type: ignore[index]
+        secret = cluster.get("secret", f"{name}-ca")
+        assert secret is not None
+        stubs = json.loads(base64.b64decode(secret["data"]["stubs.json"]))
+        env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}  # type: ignore[index]
+        assert env["TOKEN"] == stubs["TOKEN"]
+    restarts = [cluster.agent_status(f"a{i}").get("restarts", 0) for i in range(AGENTS)]
+    assert restarts == [0] * AGENTS, "an operator restart is not a Pod restart"

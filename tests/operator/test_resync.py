@@ -1,0 +1,55 @@
+"""The periodic resync, driven directly: it repairs what no event announced."""
+
+from __future__ import annotations
+
+import ssl
+
+import httpx
+import pytest
+
+from paddock.testing.apiserver import ApiServer
+from paddock.testing.cluster import Cluster
+from paddock_operator.kube import Kube
+from paddock_operator.reconcile import Reconciler
+from paddock_operator.resync import resync_once
+from paddock_operator.settings import OperatorSettings
+
+pytestmark = pytest.mark.apiserver
+
+
+def admin_client(server: ApiServer) -> Kube:
+    context = ssl.create_default_context(cafile=str(server.ca_file))
+    headers = {"Authorization": f"Bearer {server.token}"}
+    return Kube(httpx.AsyncClient(base_url=server.url, verify=context, headers=headers))
+
+
+@pytest.mark.asyncio
+async def test_resync_recreates_what_was_lost_while_nobody_watched(
+    apiserver: ApiServer, cluster: Cluster
+) -> None:
+    agent = {
+        "apiVersion": "paddock.dev/v1alpha1",
+        "kind": "Agent",
+        "metadata": {"name": "quiet"},
+        "spec": {
+            "harness": {"image": "paddock/harness:0.1.0"},
+            "model": {"engine": "external", "models": [{"name": "m"}], "default": "m",
+                      "external": {"baseURL": "https://llm.example.com/v1", "credential": "KEY"}},
+            "credentials": [{"name": "KEY", "secretRef": {"name": "key", "key": "v"},
+                             "hosts": ["llm.example.com"]}],
+        },
+    }  # fmt: skip
+    cluster.apply(cluster.secret("key", v="real"), agent)
+    reconciler = Reconciler(admin_client(apiserver), OperatorSettings())
+    try:
+        assert await resync_once(reconciler, [cluster.namespace]) == 1
+        assert cluster.pod("quiet") is not None
+        assert cluster.agent_status("quiet")["phase"] == "Pending"  # no kubelet here yet
+        cluster.kubectl("delete", "pod", "quiet-sandbox", "--grace-period=0", "--force")
+        await resync_once(reconciler, [cluster.namespace])
+        assert cluster.pod("quiet") is not None
+        assert cluster.agent_status("quiet")["restarts"] == 1
+        agent_now = cluster.get("agent", "quiet") or {}
+        assert not agent_now["metadata"].get("finalizers"), "an Agent must stay deletable"
+    finally:
+        await reconciler.kube.aclose()
