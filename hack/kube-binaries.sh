@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes binaries paddock's tests and users need (etcd, kube-apiserver,
-# kube-controller-manager for garbage collection, kubectl)
+# kube-controller-manager for garbage collection, kubectl, helm)
 # from Go modules, with no container registry and no prebuilt downloads.
 #
 # Binaries land in $PADDOCK_CACHE/bin/<name>-<version> (default ~/.cache/paddock) and are built
@@ -10,6 +10,7 @@ set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 CACHE="${PADDOCK_CACHE:-$HOME/.cache/paddock}"
 BIN="$CACHE/bin"
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
@@ -19,6 +20,7 @@ log() { echo "kube-binaries: $*" >&2; }
 kube_out="$BIN/kube-$KUBE_VERSION"
 KUBE_BINARIES=(kube-apiserver kube-controller-manager kubectl)
 etcd_out="$BIN/etcd-$ETCD_VERSION"
+helm_out="$BIN/helm-$HELM_VERSION"
 
 build_kube() {
   local work="$CACHE/src/kube-$KUBE_VERSION"
@@ -81,7 +83,21 @@ GO
   mv "$etcd_out.tmp/etcd" "$etcd_out/etcd" && rmdir "$etcd_out.tmp"
 }
 
+build_helm() {
+  mkdir -p "$helm_out"
+  log "building helm $HELM_VERSION"
+  # Without the Kubernetes version, `helm template` assumes v1.20 and refuses the chart.
+  local minor ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ld="$ld -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  GOBIN="$helm_out.tmp" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$helm_out.tmp/helm" "$helm_out/helm" && rmdir "$helm_out.tmp"
+}
+
 [ -x "$etcd_out/etcd" ] || build_etcd
+[ -x "$helm_out/helm" ] || build_helm
 for b in "${KUBE_BINARIES[@]}"; do
   [ -x "$kube_out/$b" ] || { build_kube; break; }
 done
@@ -90,3 +106,4 @@ echo "export PADDOCK_ETCD=$etcd_out/etcd"
 echo "export PADDOCK_KUBE_APISERVER=$kube_out/kube-apiserver"
 echo "export PADDOCK_KUBE_CONTROLLER_MANAGER=$kube_out/kube-controller-manager"
 echo "export PADDOCK_KUBECTL=$kube_out/kubectl"
+echo "export PADDOCK_HELM=$helm_out/helm"

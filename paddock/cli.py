@@ -41,6 +41,27 @@ def _chat(args: argparse.Namespace) -> int:
     return chat.main(urls, token, args.namespace, args.agent, args.session)
 
 
+def _vault(_args: argparse.Namespace) -> int:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from paddock_vault.app import run  # noqa: PLC0415
+    from paddock_vault.settings import VaultSettings  # noqa: PLC0415
+
+    try:
+        settings = VaultSettings()
+    except ValidationError as error:
+        sys.stderr.write(f"paddock vault: invalid PADDOCK_VAULT_* settings\n{error}\n")
+        return 2
+    return run(settings)
+
+
+def _egress(_args: argparse.Namespace) -> int:
+    from paddock import egress  # noqa: PLC0415
+
+    sys.stdout.write(egress.iptables_script())
+    return 0
+
+
 def _operator(args: argparse.Namespace) -> int:
     from paddock_operator.main import run  # noqa: PLC0415
 
@@ -101,6 +122,13 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--token", help="bearer token (default $PADDOCK_TOKEN)")
     chat.add_argument("--token-file", help="read the bearer token from this file")
     chat.set_defaults(run=_chat)
+
+    vault = commands.add_parser(
+        "vault", help="run the vault sidecar (settings from PADDOCK_VAULT_* variables)"
+    )
+    vault.set_defaults(run=_vault)
+    egress = commands.add_parser("egress-script", help="print the Pod's egress iptables script")
+    egress.set_defaults(run=_egress)
 
     operator = commands.add_parser("operator", help="run the operator (reconciles Agents)")
     operator.add_argument(

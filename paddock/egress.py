@@ -1,51 +1,127 @@
-"""The sandbox's egress rules: every outbound TCP connection of the agent goes to the vault.
+"""The egress-init container's firewall: every outbound TCP connection goes through the vault.
 
-Rendered as a shell script for the Pod's egress-init container (root, NET_ADMIN and NET_RAW, exits
-before anything else starts). Every user but the vault's is redirected to the vault's transparent
-port, so a tool that ignores HTTP_PROXY still cannot get out; anything that is not redirected is
-refused, except DNS to the Pod's own resolver; the vault's admin port is out of the agent's reach.
-IPv6 leaves only from the vault.
+`iptables_script()` is the whole contract: the operator puts its output in the init container
+(`sh -c`, NET_ADMIN), and the vault's transparent-mode test runs the same text inside a network
+namespace. For IPv4 and IPv6 alike, connections from every user but the vault's are redirected
+to VAULT_TRANSPARENT_PORT; loopback destinations stay local except the vault's admin port; DNS may
+reach only the nameservers of /etc/resolv.conf; everything else new is rejected. Where IPv6 exists
+but cannot be redirected, its egress is rejected instead; where it cannot be filtered at all the
+script fails, so the Pod never starts open.
 """
 
 from __future__ import annotations
 
-from paddock import sandbox
+from typing import Final
 
-CHAIN = "PADDOCK_OUTPUT"
+from paddock.sandbox import VAULT_ADMIN_PORT, VAULT_TRANSPARENT_PORT, VAULT_UID
+
+REDIRECT_CHAIN: Final = "PADDOCK_REDIRECT"
+FILTER_CHAIN: Final = "PADDOCK_EGRESS"
 
 
-def iptables_rules() -> list[str]:
-    """The iptables commands, in order; "$dns" is the resolver's address."""
-    vault = sandbox.VAULT_UID
-    nat = f"iptables -w -t nat -A {CHAIN}"
-    out = "iptables -w -A OUTPUT"
-    out6 = "ip6tables -w -A OUTPUT"
+def _nat_rules(vault_uid: int, redirect_port: int) -> list[str]:
+    chain = REDIRECT_CHAIN
     return [
-        f"iptables -w -t nat -N {CHAIN}",
-        f"{nat} -m owner --uid-owner {vault} -j RETURN",
-        # The Pod's own ports (runner, model server, vault proxy) stay reachable over loopback.
-        f"{nat} -o lo -j RETURN",
-        f'{nat} -p tcp --dport 53 -d "$dns" -j RETURN',
-        f"{nat} -p tcp -j REDIRECT --to-ports {sandbox.VAULT_TRANSPARENT_PORT}",
-        f"iptables -w -t nat -A OUTPUT -p tcp -j {CHAIN}",
-        f"{out} -m owner --uid-owner {vault} -j ACCEPT",
-        f"{out} -o lo -p tcp --dport {sandbox.VAULT_ADMIN_PORT} -j REJECT",
-        f"{out} -o lo -j ACCEPT",
-        f'{out} -p udp --dport 53 -d "$dns" -j ACCEPT',
-        f'{out} -p tcp --dport 53 -d "$dns" -j ACCEPT',
-        f"{out} -j REJECT",
-        f"{out6} -m owner --uid-owner {vault} -j ACCEPT",
-        f"{out6} -o lo -p tcp --dport {sandbox.VAULT_ADMIN_PORT} -j REJECT",
-        f"{out6} -o lo -j ACCEPT",
-        f"{out6} -j REJECT",
+        f"-t nat -A {chain} -m owner --uid-owner {vault_uid} -j RETURN",
+        # Loopback and the Pod's own addresses: the model server, the runner, the explicit proxy.
+        f"-t nat -A {chain} -o lo -j RETURN",
+        f'for ns in $nameservers; do $ipt -t nat -A {chain} -d "$ns" -p tcp --dport 53 -j RETURN; '
+        "done",
+        f"-t nat -A {chain} -p tcp -j REDIRECT --to-ports {redirect_port}",
     ]
 
 
-def iptables_script() -> str:
-    """The egress-init container's script (POSIX sh)."""
-    lines = [
-        "set -eu",
-        "dns=$(awk '/^nameserver/ {print $2; exit}' /etc/resolv.conf)",
-        *iptables_rules(),
+def _filter_rules(
+    vault_uid: int, admin_port: int, redirect_port: int, *, lo_only: bool = False
+) -> list[str]:
+    chain = FILTER_CHAIN
+    rules = [
+        # Replies of connections made into the Pod (probes, the gateway) leave freely.
+        f"-A {chain} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN",
+        # The admin port is for the kubelet and Prometheus, which come from outside the Pod.
+        f"-A {chain} -p tcp --dport {admin_port} -m owner ! --uid-owner {vault_uid} "
+        "-j REJECT --reject-with tcp-reset",
+        f"-A {chain} -m owner --uid-owner {vault_uid} -j RETURN",
+        f"-A {chain} -o lo -j RETURN",
+        # Connections the nat chain redirected to the vault (the hook still names the original
+        # interface, so `-o lo` does not see them).
+        f"-A {chain} -p tcp --dport {redirect_port} -m conntrack --ctstate DNAT -j RETURN",
     ]
-    return "\n".join(lines) + "\n"
+    if not lo_only:
+        rules.append(
+            "for ns in $nameservers; do for p in udp tcp; do "
+            f'$ipt -A {chain} -d "$ns" -p "$p" --dport 53 -j RETURN; done; done'
+        )
+    rules.append(f"-A {chain} -j REJECT")
+    return rules
+
+
+def _lines(rules: list[str]) -> list[str]:
+    return [rule if rule.startswith("for ") else f"$ipt {rule}" for rule in rules]
+
+
+_SCRIPT = """#!/bin/sh
+# Rendered by paddock.egress.iptables_script: the Pod's egress redirect to the vault sidecar.
+set -eu
+IPTABLES="${{IPTABLES:-iptables}}"
+IP6TABLES="${{IP6TABLES:-ip6tables}}"
+all_ns=$(awk '$1 == "nameserver" {{print $2}}' /etc/resolv.conf 2>/dev/null || true)
+ns4=""; ns6=""
+for ns in $all_ns; do
+  case "$ns" in *:*) ns6="$ns6 ${{ns%%%*}}" ;; *) ns4="$ns4 $ns" ;; esac
+done
+
+chain() {{  # create or empty a chain, and hook it into OUTPUT once
+  $ipt $1 -N "$2" 2>/dev/null || $ipt $1 -F "$2"
+  $ipt $1 -C OUTPUT $3 -j "$2" 2>/dev/null || $ipt $1 -A OUTPUT $3 -j "$2"
+}}
+
+redirect() {{  # ipt nameservers
+  ipt="$1 -w"; nameservers="$2"
+  chain "-t nat" {redirect_chain} "-p tcp"
+{nat}
+  chain "-t filter" {filter_chain} ""
+{full}
+}}
+
+reject_all() {{  # ipt: no NAT for this family, so nothing but loopback leaves
+  ipt="$1 -w"; nameservers=""
+  chain "-t filter" {filter_chain} ""
+{lo_only}
+}}
+
+redirect "$IPTABLES" "$ns4"
+if [ -e /proc/net/if_inet6 ]; then
+  if $IP6TABLES -w -t nat -S >/dev/null 2>&1; then
+    redirect "$IP6TABLES" "$ns6"
+  elif $IP6TABLES -w -S >/dev/null 2>&1; then
+    reject_all "$IP6TABLES"
+  else
+    echo "paddock egress: IPv6 is enabled but $IP6TABLES cannot filter it" >&2
+    exit 1
+  fi
+fi
+echo "paddock egress: outbound TCP redirected to port {redirect_port} (vault uid {vault_uid})"
+"""
+
+
+def iptables_script(
+    *,
+    vault_uid: int = VAULT_UID,
+    redirect_port: int = VAULT_TRANSPARENT_PORT,
+    admin_port: int = VAULT_ADMIN_PORT,
+) -> str:
+    """The POSIX shell script that sets up the Pod's egress redirect (idempotent, fails closed)."""
+
+    def block(rules: list[str]) -> str:
+        return "\n".join(f"  {line}" for line in _lines(rules))
+
+    return _SCRIPT.format(
+        nat=block(_nat_rules(vault_uid, redirect_port)),
+        full=block(_filter_rules(vault_uid, admin_port, redirect_port)),
+        lo_only=block(_filter_rules(vault_uid, admin_port, redirect_port, lo_only=True)),
+        redirect_chain=REDIRECT_CHAIN,
+        filter_chain=FILTER_CHAIN,
+        redirect_port=redirect_port,
+        vault_uid=vault_uid,
+    )

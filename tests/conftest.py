@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -22,15 +23,29 @@ EXAMPLES = REPO / "examples"
 
 
 @pytest.fixture(scope="session")
-def kube_binaries() -> KubeBinaries:
-    """etcd, kube-apiserver and kubectl: from the environment, else built (once) by the script."""
-    try:
-        return KubeBinaries.from_env()
-    except ApiServerError:
-        script = REPO / "hack" / "kube-binaries.sh"
-        out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
-        env = dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.MULTILINE))
-        return KubeBinaries.from_env(env)
+def kube_tools() -> dict[str, str]:
+    """PADDOCK_* paths of etcd, kube-apiserver, controller-manager, kubectl and helm.
+
+    From the environment (`make test` exports them), else from hack/kube-binaries.sh, which
+    builds whatever is missing once per machine.
+    """
+    if all(os.environ.get(name) for name in (*KubeBinaries.ENV, "PADDOCK_HELM")):
+        return dict(os.environ)
+    script = REPO / "hack" / "kube-binaries.sh"
+    out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.MULTILINE))
+
+
+@pytest.fixture(scope="session")
+def kube_binaries(kube_tools: dict[str, str]) -> KubeBinaries:
+    """etcd, kube-apiserver, kube-controller-manager and kubectl."""
+    return KubeBinaries.from_env(kube_tools)
+
+
+@pytest.fixture(scope="session")
+def helm(kube_tools: dict[str, str]) -> str:
+    """The helm binary built from its Go module."""
+    return kube_tools["PADDOCK_HELM"]
 
 
 @pytest.fixture(scope="session")

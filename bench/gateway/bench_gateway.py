@@ -32,7 +32,8 @@ from pathlib import Path
 
 import httpx
 
-from paddock.testing.apiserver import ApiServer, KubeBinaries, free_port
+from paddock.testing.apiserver import ApiServer, KubeBinaries
+from paddock.testing.proc import free_port
 from paddock.testing.redis import RedisServer
 from paddock.testing.wait import wait_http
 

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from paddock.api.agent import AgentSpec
+from paddock.testing.agents import minimal_agent
 from paddock.testing.apiserver import ApiServer, ApiServerError, KubeBinaries
 from paddock_operator.names import AgentRef
 from paddock_operator.render.pod import pod as render_pod
@@ -46,24 +47,6 @@ def binaries() -> KubeBinaries:
             [str(REPO / "hack" / "kube-binaries.sh")], capture_output=True, text=True, check=True
         ).stdout
         return KubeBinaries.from_env(dict(re.findall(r"^export (\w+)=(.*)$", out, re.M)))
-
-
-def agent(name: str) -> Obj:
-    return {
-        "apiVersion": "paddock.dev/v1alpha1",
-        "kind": "Agent",
-        "metadata": {"name": name},
-        "spec": {
-            "harness": {"image": "paddock/harness:0.1.0"},
-            "model": {
-                "models": [{"name": "m", "source": {"pvc": {"claimName": "models", "path": "m"}}}],
-                "default": "m",
-            },
-            "credentials": [
-                {"name": "TOKEN", "secretRef": {"name": "token", "key": "v"}, "hosts": ["a.io"]}
-            ],
-        },
-    }
 
 
 class Watcher:
@@ -152,7 +135,7 @@ async def bench(
         watcher = Watcher(c, "direct")
         task = asyncio.create_task(watcher.run())
         await watcher.ready.wait()
-        spec = AgentSpec.model_validate(agent("x")["spec"])
+        spec = AgentSpec.model_validate(minimal_agent("x")["spec"])
         pods = []
         for i in range(burst):
             body = render_pod(
@@ -168,7 +151,9 @@ async def bench(
             task = asyncio.create_task(watcher.run())
             await watcher.ready.wait()
             url = f"/apis/paddock.dev/v1alpha1/namespaces/{ns}/agents"
-            bodies = [(url, f"{ns[0]}{i}-sandbox", agent(f"{ns[0]}{i}")) for i in range(count)]
+            bodies = [
+                (url, f"{ns[0]}{i}-sandbox", minimal_agent(f"{ns[0]}{i}")) for i in range(count)
+            ]
             latencies, wall = await run_batch(c, watcher, bodies, limit)
             label = f"{count} Agents at once" if ns == "burst" else f"{count} Agents, 20 in flight"
             results.append((label, count, latencies, wall))

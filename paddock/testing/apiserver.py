@@ -11,7 +11,6 @@ claim-protection controller (a deleted PersistentVolumeClaim goes once no Pod us
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 import subprocess
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import IO, Self
 
 from paddock import pki
+from paddock.testing.proc import free_port, stop
 
 
 class ApiServerError(RuntimeError):
@@ -59,14 +59,6 @@ class KubeBinaries:
             if not os.access(path, os.X_OK):
                 raise ApiServerError(f"{name}={path} is not an executable file")
         return cls(*paths)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ApiServer:
@@ -136,13 +128,7 @@ class ApiServer:
     def stop(self) -> None:
         """Stop the API server, then etcd."""
         for _, process, log in reversed(self._processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process)
             log.close()
         self._processes.clear()
 

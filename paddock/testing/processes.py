@@ -13,7 +13,7 @@ from typing import IO, Self
 
 import httpx
 
-from paddock.testing.apiserver import free_port
+from paddock.testing.proc import free_port, stop
 
 
 class ProcessError(RuntimeError):
@@ -85,14 +85,8 @@ class HttpProcess:
 
     def stop(self) -> None:
         """SIGTERM the process and wait (SIGKILL after 15 s); then its group, if it has one."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if self._process is not None:
+            stop(self._process)
         self._close()
 
     def _close(self) -> None:

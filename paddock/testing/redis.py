@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import IO, Self
 
-from paddock.testing.apiserver import free_port
+from paddock.testing.proc import free_port, stop
 
 
 class RedisServerError(RuntimeError):
@@ -86,16 +86,12 @@ class RedisServer:
 
     def stop(self, kill: bool = False) -> None:
         """Stop the server: SIGTERM (it flushes the AOF), or SIGKILL with kill=True."""
-        if self._process is not None and self._process.poll() is None:
+        if self._process is not None:
             if kill:
                 self._process.kill()
-            else:
-                self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
                 self._process.wait()
+            else:
+                stop(self._process)
         self._process = None
         if self._log is not None:
             self._log.close()

@@ -15,7 +15,8 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from paddock.testing.apiserver import ApiServer, free_port
+from paddock.testing.apiserver import ApiServer
+from paddock.testing.proc import free_port
 from paddock.testing.redis import RedisServer
 from paddock.testing.wait import wait_http
 

@@ -124,13 +124,16 @@ def test_llamacpp_serves_every_model_from_its_models_dir() -> None:
     model = container(pod(REF, spec, SETTINGS, {"GITHUB_TOKEN": "s"}), sandbox.MODEL_CONTAINER)
     assert model["image"] == SETTINGS.llamacpp_image
     assert model["command"] == ["llama-server"]
-    assert model["args"][:2] == ["--models-dir", sandbox.MODELS_DIR]
-    assert "--jinja" in model["args"]
+    args = model["args"]
+    assert args[args.index("--models-dir") + 1] == sandbox.MODELS_DIR
+    assert args[args.index("--port") + 1] == str(sandbox.MODEL_PORT)
+    assert "--jinja" in args
+    assert model["ports"] == [{"name": "model", "containerPort": 8080, "protocol": "TCP"}]
     assert model["args"][-2:] == ["--ctx-size", "4096"]
     files = {m["mountPath"]: m.get("subPath") for m in model["volumeMounts"]}
     assert files["/models/tiny.gguf"] == "tiny/tiny-llama.gguf"
     assert files["/models/tiny-alt.gguf"] == "tiny/tiny-llama-alt.gguf"
-    assert model["startupProbe"]["httpGet"] == {"path": "/health", "port": "model"}
+    assert model["startupProbe"]["httpGet"] == {"path": "/health", "port": sandbox.MODEL_PORT}
     assert (
         "limits" not in model["resources"] or "nvidia.com/gpu" not in model["resources"]["limits"]
     )
@@ -140,17 +143,17 @@ def test_vllm_gets_gpus_shared_memory_and_its_flags() -> None:
     spec = spec_of("vllm-agent.yaml")
     body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
     model = container(body, sandbox.MODEL_CONTAINER)
-    assert model["command"] == ["vllm"]
+    assert model["command"] == ["vllm", "serve"]
     assert model["args"][:4] == [
-        "serve",
         "Qwen/Qwen2.5-Coder-7B-Instruct",
+        "--revision",
+        "main",
         "--served-model-name",
-        "qwen2.5-coder-7b",
     ]
-    assert "--revision" in model["args"]
     assert model["args"][-1] == "hermes"
-    assert model["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in body["spec"]["volumes"]
+    assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    dshm = next(v for v in body["spec"]["volumes"] if v["name"] == "dshm")
+    assert dshm["emptyDir"]["medium"] == "Memory"
     assert any(m["mountPath"] == "/dev/shm" for m in model["volumeMounts"])  # noqa: S108
 
 

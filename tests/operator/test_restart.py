@@ -13,30 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from paddock.testing.agents import minimal_agent
 from paddock.testing.apiserver import ApiServer
 from paddock.testing.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.apiserver
 
 AGENTS = 24
-
-
-def agent(name: str) -> dict[str, object]:
-    return {
-        "apiVersion": "paddock.dev/v1alpha1",
-        "kind": "Agent",
-        "metadata": {"name": name},
-        "spec": {
-            "harness": {"image": "paddock/harness:0.1.0"},
-            "model": {
-                "models": [{"name": "m", "source": {"pvc": {"claimName": "models", "path": "m"}}}],
-                "default": "m",
-            },
-            "credentials": [
-                {"name": "TOKEN", "secretRef": {"name": "token", "key": "v"}, "hosts": ["a.io"]}
-            ],
-        },
-    }
 
 
 class OperatorProcess:
@@ -87,7 +70,7 @@ def test_killed_mid_reconcile_converges_without_duplicates(
 ) -> None:
     cluster.apply(cluster.secret("token", v="real-token-value"))
     operator_process.start()
-    cluster.apply(*(agent(f"a{i}") for i in range(AGENTS)))
+    cluster.apply(*(minimal_agent(f"a{i}") for i in range(AGENTS)))
     # Kill it as soon as it has started on the batch, while most Agents are still in flight.
     wait_for(lambda: len(sandbox_pods(cluster)) >= 1, "the first sandbox Pod", timeout=60)
     operator_process.kill()

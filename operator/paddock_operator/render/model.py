@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from paddock import sandbox
+from paddock import engines, sandbox
 from paddock.api.agent import ModelSpec, ServedModel
 from paddock_operator.render.security import restricted
 from paddock_operator.settings import OperatorSettings
@@ -93,78 +93,28 @@ def _target(spec: ModelSpec, model: ServedModel) -> str:
     return f"{model.name}.gguf" if spec.engine == "llamacpp" else model.name
 
 
-def server_args(spec: ModelSpec) -> list[str]:
-    """The model server's command line."""
-    port = str(sandbox.MODEL_PORT)
-    if spec.engine == "llamacpp":
-        return [
-            "llama-server",
-            "--models-dir", sandbox.MODELS_DIR,
-            "--host", "0.0.0.0",  # noqa: S104 - the Service and probes reach it on the Pod IP
-            "--port", port,
-            "--jinja",
-            "--metrics",
-            *spec.args,
-        ]  # fmt: skip
-    model = spec.models[0]
-    hf = model.source.hugging_face if model.source else None
-    served = f"{sandbox.MODELS_DIR}/{model.name}" if hf is None else hf.repo
-    args = ["vllm", "serve", served, "--served-model-name", model.name]
-    args += ["--host", "0.0.0.0", "--port", port]  # noqa: S104
-    if hf is not None:
-        args += ["--revision", hf.revision]
-    gpus = spec.gpus or 1
-    if gpus > 1:
-        args += ["--tensor-parallel-size", str(gpus)]
-    return args + list(spec.args)
-
-
-def _resources(spec: ModelSpec) -> Obj:
-    requests = dict(spec.resources.requests)
-    limits = dict(spec.resources.limits)
-    gpus = spec.gpus if spec.gpus is not None else (1 if spec.engine == "vllm" else 0)
-    if gpus:
-        limits[spec.gpu_resource_name] = gpus
-        requests[spec.gpu_resource_name] = gpus
-    return {k: v for k, v in {"requests": requests, "limits": limits}.items() if v}
-
-
-def _probe(*, period: int, failures: int) -> Obj:
-    return {
-        "httpGet": {"path": "/health", "port": "model"},
-        "periodSeconds": period,
-        "failureThreshold": failures,
-        "timeoutSeconds": 5,
-    }
-
-
-def model_container(spec: ModelSpec, settings: OperatorSettings, mounts: ModelMounts) -> Obj:
-    """The model server; None-free: only for engines that run in the Pod."""
+def model_container(
+    spec: ModelSpec, settings: OperatorSettings, mounts: ModelMounts
+) -> tuple[Obj, list[Obj]]:
+    """The model server (command, probes, resources from paddock.engines) and the extra volumes it
+    needs; only for engines that run in the Pod."""
+    engine = engines.render(spec)
+    if engine is None:
+        raise ValueError(f"engine {spec.engine} runs no model server in the Pod")
     image = spec.image or (
         settings.llamacpp_image if spec.engine == "llamacpp" else settings.vllm_image
     )
-    volume_mounts = [*mounts.mounts, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
-    env = [{"name": "HOME", "value": "/tmp"}]  # noqa: S108
-    if spec.engine == "vllm":
-        volume_mounts.append({"name": "dshm", "mountPath": "/dev/shm"})  # noqa: S108
-        env.append({"name": "HF_HOME", "value": f"{sandbox.MODELS_DIR}/.hf"})
-    container: Obj = {
-        "name": sandbox.MODEL_CONTAINER,
-        "image": image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": server_args(spec)[:1] if spec.engine == "llamacpp" else ["vllm"],
-        "args": server_args(spec)[1:],
-        "env": env,
-        "ports": [{"name": "model", "containerPort": sandbox.MODEL_PORT, "protocol": "TCP"}],
-        # Loading weights can take minutes; readiness takes over once the server answers.
-        "startupProbe": _probe(period=5, failures=360),
-        "readinessProbe": _probe(period=10, failures=3),
-        "livenessProbe": _probe(period=20, failures=6),
-        "resources": _resources(spec),
-        "volumeMounts": volume_mounts,
-        "securityContext": restricted(sandbox.MODEL_UID),
-    }
-    return container
+    container = engine.container(image)
+    container["imagePullPolicy"] = settings.image_pull_policy
+    container["ports"] = [{"name": "model", "containerPort": engine.port, "protocol": "TCP"}]
+    container["env"].append({"name": "HOME", "value": "/tmp"})  # noqa: S108
+    container["volumeMounts"] = [
+        *mounts.mounts,
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+        *engine.volume_mounts,
+    ]
+    container["securityContext"] = restricted(sandbox.MODEL_UID)
+    return container, engine.volumes
 
 
 def fetch_container(mounts: ModelMounts, settings: OperatorSettings, image: str) -> Obj | None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from paddock import egress, sandbox
+from paddock import egress, engines, sandbox
 from paddock.api.agent import AgentSpec
 from paddock_operator.names import SPEC_HASH, AgentRef
 from paddock_operator.render.model import fetch_container, model_container, model_mounts
@@ -17,13 +17,6 @@ from paddock_operator.settings import OperatorSettings
 Obj = dict[str, Any]
 
 PROXY_URL = f"http://127.0.0.1:{sandbox.VAULT_PROXY_PORT}"
-
-
-def model_url(spec: AgentSpec) -> str:
-    """The OpenAI-compatible base URL the agent is given."""
-    if spec.model.external is not None:
-        return spec.model.external.base_url
-    return f"http://127.0.0.1:{sandbox.MODEL_PORT}/v1"
 
 
 def harness_env(spec: AgentSpec, stubs: dict[str, str]) -> list[Obj]:
@@ -37,11 +30,10 @@ def harness_env(spec: AgentSpec, stubs: dict[str, str]) -> list[Obj]:
         env.append({"name": name, "value": PROXY_URL})
     env += [{"name": "NO_PROXY", "value": no_proxy}, {"name": "no_proxy", "value": no_proxy}]
     env += [{"name": name, "value": sandbox.CA_CERT_FILE} for name in sandbox.TRUST_ENV]
-    url = model_url(spec)
+    model = engines.harness_env(spec.model)
+    env += [{"name": name, "value": value} for name, value in model.items()]
     env += [
-        {"name": sandbox.MODEL_URL_ENV, "value": url},
-        {"name": "OPENAI_BASE_URL", "value": url},
-        {"name": "PADDOCK_MODEL", "value": spec.model.default},
+        {"name": "OPENAI_BASE_URL", "value": model[sandbox.MODEL_URL_ENV]},
         {"name": "PADDOCK_RUNNER_PORT", "value": str(sandbox.RUNNER_PORT)},
     ]
     return env
@@ -177,13 +169,11 @@ def pod(ref: AgentRef, spec: AgentSpec, settings: OperatorSettings, stubs: dict[
     volumes = _volumes(ref, spec)
     if spec.model.engine != "external":
         mounts = model_mounts(spec.model)
-        server = model_container(spec.model, settings, mounts)
+        server, server_volumes = model_container(spec.model, settings, mounts)
         fetch = fetch_container(mounts, settings, server["image"])
         init += [fetch] if fetch else []
         containers.append(server)
-        volumes += mounts.volumes
-        if spec.model.engine == "vllm":
-            volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        volumes += [*mounts.volumes, *server_volumes]
     meta = ref.metadata(ref.pod, "sandbox")
     meta["annotations"] = {SPEC_HASH: spec_hash(spec, settings)}
     body: Obj = {
