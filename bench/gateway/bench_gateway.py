@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 
+from paddock.testing.agents import minimal_agent
 from paddock.testing.apiserver import ApiServer, KubeBinaries
 from paddock.testing.proc import free_port
 from paddock.testing.redis import RedisServer
@@ -53,18 +54,7 @@ def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 
 def set_ready(server: ApiServer, endpoint: str) -> None:
-    agent = {
-        "apiVersion": "paddock.dev/v1alpha1",
-        "kind": "Agent",
-        "metadata": {"name": AGENT},
-        "spec": {
-            "harness": {"image": "bench"},
-            "model": {
-                "models": [{"name": "m", "source": {"pvc": {"claimName": "m", "path": "m"}}}],
-                "default": "m",
-            },
-        },
-    }
+    agent = minimal_agent(AGENT)
     server.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(agent))
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     status = {

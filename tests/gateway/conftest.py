@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from paddock.testing.agents import minimal_agent
 from paddock.testing.apiserver import ApiServer
 from paddock.testing.proc import free_port
 from paddock.testing.redis import RedisServer
@@ -105,24 +106,6 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
 # --- Agents on the real API server ---------------------------------------------------------------
 
 
-def agent_manifest(name: str) -> dict[str, object]:
-    """A minimal valid Agent."""
-    return {
-        "apiVersion": "paddock.dev/v1alpha1",
-        "kind": "Agent",
-        "metadata": {"name": name},
-        "spec": {
-            "harness": {"image": "paddock/harness:test"},
-            "model": {
-                "models": [
-                    {"name": "m", "source": {"pvc": {"claimName": "models", "path": "m.gguf"}}}
-                ],
-                "default": "m",
-            },
-        },
-    }
-
-
 class Agents:
     """Create Agents and play the operator by writing their status."""
 
@@ -133,7 +116,7 @@ class Agents:
     def create(self, name: str, endpoint: str | None = None) -> str:
         """Apply an Agent; Ready at `endpoint` when one is given."""
         self.server.kubectl(
-            "apply", "-n", self.namespace, "-f", "-", input=json.dumps(agent_manifest(name))
+            "apply", "-n", self.namespace, "-f", "-", input=json.dumps(minimal_agent(name))
         )
         if endpoint:
             self.set_ready(name, endpoint)
