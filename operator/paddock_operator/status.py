@@ -54,14 +54,22 @@ def _credentials(seen: Observed) -> tuple[str, str, str]:
     return "True", "SecretsFound", "every credential's Secret and key exist"
 
 
-def _scheduled(seen: Observed) -> tuple[str, str, str]:
+def _pod_or_why_not(seen: Observed) -> Obj | tuple[str, str, str]:
+    """The Pod to derive a condition from, or the False condition that says why there is none."""
     if seen.suspended:
         return "False", "Suspended", "spec.suspend is true"
     if seen.pod is None:
         return "False", "PodNotCreated", "the sandbox Pod does not exist yet"
-    found = _pod_condition(seen.pod, "PodScheduled")
+    return seen.pod
+
+
+def _scheduled(seen: Observed) -> tuple[str, str, str]:
+    pod = _pod_or_why_not(seen)
+    if isinstance(pod, tuple):
+        return pod
+    found = _pod_condition(pod, "PodScheduled")
     if found and found.get("status") == "True":
-        return "True", "Scheduled", f"on node {seen.pod.get('spec', {}).get('nodeName', '')}"
+        return "True", "Scheduled", f"on node {pod.get('spec', {}).get('nodeName', '')}"
     found = found or {}
     return "False", found.get("reason") or "Pending", found.get("message") or "waiting for a node"
 
@@ -79,14 +87,13 @@ def _model(seen: Observed) -> tuple[str, str, str]:
 
 
 def _ready(seen: Observed) -> tuple[str, str, str]:
-    if seen.suspended:
-        return "False", "Suspended", "spec.suspend is true"
-    if seen.pod is None:
-        return "False", "PodNotCreated", "the sandbox Pod does not exist yet"
-    found = _pod_condition(seen.pod, "Ready")
+    pod = _pod_or_why_not(seen)
+    if isinstance(pod, tuple):
+        return pod
+    found = _pod_condition(pod, "Ready")
     if found and found.get("status") == "True":
         return "True", "PodReady", "every container is ready"
-    harness = _container(seen.pod, sandbox.HARNESS_CONTAINER)
+    harness = _container(pod, sandbox.HARNESS_CONTAINER)
     reason, message = _waiting(harness, "ContainersNotReady")
     return "False", reason, message or "waiting for every container to be ready"
 
