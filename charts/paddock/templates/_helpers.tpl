@@ -29,3 +29,12 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/name: paddock-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{- define "paddock.gateway.name" -}}
+{{- printf "%s-gateway" (include "paddock.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "paddock.gateway.selectorLabels" -}}
+app.kubernetes.io/name: paddock-gateway
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}

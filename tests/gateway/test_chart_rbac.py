@@ -1,0 +1,101 @@
+"""The gateway run with only the chart's RBAC: it authenticates, authorizes and serves a turn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from paddock.testing.apiserver import ApiServer
+from paddock_gateway.client import GatewayClient
+
+pytestmark = pytest.mark.apiserver
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "paddock"
+SYSTEM = "paddock-system"
+
+
+@dataclass(frozen=True)
+class Setup:
+    gateway: str
+    namespace: str
+    alice: str
+    rules: list[dict[str, Any]]
+
+
+def render(helm: str, template: str) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [helm, "template", "paddock", str(CHART), "--namespace", SYSTEM, "--show-only", template],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.fixture(scope="module")
+def setup(  # noqa: PLR0917 - pytest hands fixtures in as parameters
+    apiserver: ApiServer, helm: str, module_processes: Any, gateway_env: dict[str, str],
+    agents_in: Any, token_in: Any, tmp_path_factory: pytest.TempPathFactory,
+) -> Setup:  # fmt: skip
+    apiserver.kubectl("create", "namespace", SYSTEM, check=False)  # the operator's test may have
+    rbac = render(helm, "templates/gateway-rbac.yaml")
+    items = json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac})
+    apiserver.kubectl("apply", "-f", "-", input=items)
+    account = next(d["metadata"]["name"] for d in rbac if d["kind"] == "ServiceAccount")
+    token = apiserver.kubectl("create", "token", account, "-n", SYSTEM).stdout.strip()
+    token_file = tmp_path_factory.mktemp("gateway-sa") / "token"
+    token_file.write_text(token)
+    namespace = f"rbac-{uuid.uuid4().hex[:8]}"
+    apiserver.kubectl("create", "namespace", namespace)
+    runner_url, _ = module_processes.runner()
+    agents = agents_in(namespace)
+    agents.create("alpha", runner_url)
+    agents.create("beta", runner_url)
+    alice = token_in(namespace, "alice", "alpha")
+    env = gateway_env | {"PADDOCK_GATEWAY_KUBE_TOKEN_FILE": str(token_file)}
+    gateway, _ = module_processes.gateway(env)
+    role = next(d for d in rbac if d["kind"] == "ClusterRole")
+    return Setup(gateway, namespace, alice, role["rules"])
+
+
+def test_cluster_role_is_three_rules_and_no_secrets(setup: Setup) -> None:
+    granted = {(r["apiGroups"][0], r["resources"][0]): r["verbs"] for r in setup.rules}
+    assert granted == {
+        ("authentication.k8s.io", "tokenreviews"): ["create"],
+        ("authorization.k8s.io", "subjectaccessreviews"): ["create"],
+        ("paddock.dev", "agents"): ["get"],
+    }
+
+
+@pytest.mark.asyncio
+async def test_gateway_with_the_charts_permissions_serves_allowed_callers_only(
+    setup: Setup,
+) -> None:
+    base = f"/v1/namespaces/{setup.namespace}/agents"
+    auth = {"Authorization": f"Bearer {setup.alice}"}
+    async with httpx.AsyncClient(base_url=setup.gateway, timeout=30) as http:
+        created = await http.post(f"{base}/alpha/sessions", headers=auth)
+        assert created.status_code == 201, created.text
+        refused = await http.post(f"{base}/beta/sessions", headers=auth)
+        assert refused.status_code == 403, refused.text
+        unknown = await http.post(f"{base}/alpha/sessions", headers={"Authorization": "Bearer x"})
+        assert unknown.status_code == 401, unknown.text
+    session = created.json()["id"]
+    client = GatewayClient([setup.gateway], setup.alice, setup.namespace, "alpha")
+    try:
+        turn = await client.send(session, "hello")
+        async with asyncio.timeout(60):
+            async for event in client.events(session):
+                if event.type == "turn_end" and event.data["turn_id"] == turn:
+                    break
+    finally:
+        await client.aclose()
