@@ -8,28 +8,18 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from paddock.testing.apiserver import ApiServer
 from paddock.testing.cluster import Cluster, wait_for
+from paddock.testing.helm import render
 
 pytestmark = pytest.mark.apiserver
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "paddock"
 SYSTEM = "paddock-system"
-
-
-def render(helm: str, template: str) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        [helm, "template", "paddock", str(CHART), "--namespace", SYSTEM, "--show-only", template],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +28,7 @@ def operator_kubeconfig(
 ) -> Path:
     """A kubeconfig holding a token of the chart's operator ServiceAccount, nothing more."""
     apiserver.kubectl("create", "namespace", SYSTEM)
-    rbac = render(helm, "templates/operator-rbac.yaml")
+    rbac = render(helm, "templates/operator-rbac.yaml", namespace=SYSTEM)
     apiserver.kubectl(
         "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac})
     )
@@ -87,7 +77,9 @@ def operator_as_its_service_account(operator_kubeconfig: Path, tmp_path: Path) -
 
 def test_cluster_role_grants_no_wildcards_and_never_lists_secrets(helm: str) -> None:
     role = next(
-        d for d in render(helm, "templates/operator-rbac.yaml") if d["kind"] == "ClusterRole"
+        d
+        for d in render(helm, "templates/operator-rbac.yaml", namespace=SYSTEM)
+        if d["kind"] == "ClusterRole"
     )
     for rule in role["rules"]:
         assert "*" not in rule["verbs"], rule

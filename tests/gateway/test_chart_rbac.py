@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from paddock.testing.apiserver import ApiServer
+from paddock.testing.helm import render
 from paddock_gateway.client import GatewayClient
 
 pytestmark = pytest.mark.apiserver
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "paddock"
 SYSTEM = "paddock-system"
 
 
@@ -31,23 +28,13 @@ class Setup:
     rules: list[dict[str, Any]]
 
 
-def render(helm: str, template: str) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        [helm, "template", "paddock", str(CHART), "--namespace", SYSTEM, "--show-only", template],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
 @pytest.fixture(scope="module")
 def setup(  # noqa: PLR0917 - pytest hands fixtures in as parameters
     apiserver: ApiServer, helm: str, module_processes: Any, gateway_env: dict[str, str],
     agents_in: Any, token_in: Any, tmp_path_factory: pytest.TempPathFactory,
 ) -> Setup:  # fmt: skip
     apiserver.kubectl("create", "namespace", SYSTEM, check=False)  # the operator's test may have
-    rbac = render(helm, "templates/gateway-rbac.yaml")
+    rbac = render(helm, "templates/gateway-rbac.yaml", namespace=SYSTEM)
     items = json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac})
     apiserver.kubectl("apply", "-f", "-", input=items)
     account = next(d["metadata"]["name"] for d in rbac if d["kind"] == "ServiceAccount")
