@@ -26,7 +26,7 @@ from paddock_operator.render import objects
 from paddock_operator.render.pod import pod as render_pod
 from paddock_operator.render.pod import spec_hash
 from paddock_operator.settings import OperatorSettings
-from paddock_operator.status import Observed, status
+from paddock_operator.status import Observed, find_condition, status
 
 Obj = dict[str, Any]
 
@@ -102,9 +102,7 @@ class Reconciler:
             return  # its deletion event follows
         async with self._locks[(ref.namespace, ref.name)]:
             previous: Obj = body.get("status") or {}
-            credentials: Obj = next(
-                (c for c in previous.get("conditions", []) if c["type"] == "CredentialsReady"), {}
-            )
+            credentials = find_condition(previous, "CredentialsReady") or {}
             problem = None
             if credentials.get("status") == "False":
                 problem = (credentials["reason"], credentials.get("message", ""))

@@ -26,12 +26,17 @@ class Observed:
     """(reason, message) when a credential's Secret or key is missing."""
 
 
-def _pod_condition(pod: Obj, kind: str) -> Obj | None:
-    for condition in pod.get("status", {}).get("conditions", []):
+def find_condition(status: Obj, kind: str) -> Obj | None:
+    """The condition of a type in a status (a Pod's or an Agent's), if there is one."""
+    for condition in status.get("conditions", []):
         if condition.get("type") == kind:
             found: Obj = condition
             return found
     return None
+
+
+def _pod_condition(pod: Obj, kind: str) -> Obj | None:
+    return find_condition(pod.get("status", {}), kind)
 
 
 def _container(pod: Obj, name: str) -> Obj | None:
