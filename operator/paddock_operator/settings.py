@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Image = Annotated[str, Field(min_length=1, max_length=512)]
@@ -21,7 +21,7 @@ class OperatorSettings(BaseSettings):
     """Model server image for engine vllm."""
     vault_image: Image = "paddock/vault:0.1.0"
     """The vault sidecar's image (also runs the egress-init container: it ships iptables)."""
-    image_pull_policy: str = "IfNotPresent"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     """Pull policy of the images the operator picks (the harness's is the cluster default)."""
 
     gateway_selector: dict[str, str] = Field(
@@ -41,11 +41,3 @@ class OperatorSettings(BaseSettings):
     """Seconds between periodic re-checks of every Agent, in case an event was missed."""
     api_requests_in_flight: Annotated[int, Field(ge=1, le=256)] = 16
     """Requests to the API server at once; more wait their turn."""
-
-    @field_validator("image_pull_policy")
-    @classmethod
-    def _pull_policy(cls, value: str) -> str:
-        allowed = ("Always", "IfNotPresent", "Never")
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}, not {value!r}")
-        return value
