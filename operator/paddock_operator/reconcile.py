@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections import defaultdict
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +51,22 @@ class Reconciler:
     def __init__(self, client: Kube, settings: OperatorSettings) -> None:
         self.kube = client
         self.settings = settings
-        self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Weak: a lock lives while a reconcile holds or awaits it, not for every Agent ever seen.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def _lock(self, ref: AgentRef) -> asyncio.Lock:
+        key = (ref.namespace, ref.name)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
 
     async def reconcile(self, body: Obj) -> Obj:
         """Bring one Agent's objects in line with its spec; return the status written."""
         ref = agent_ref(body)
-        lock = self._locks[(ref.namespace, ref.name)]
+        lock = self._lock(ref)
         if lock.locked():  # another reconcile ran meanwhile: the body may be stale
             async with lock:
                 fresh = await self.kube.get(self._agent_path(ref))
@@ -100,7 +110,7 @@ class Reconciler:
         ref = agent_ref(body)
         if pod["metadata"].get("deletionTimestamp"):
             return  # its deletion event follows
-        async with self._locks[(ref.namespace, ref.name)]:
+        async with self._lock(ref):
             previous: Obj = body.get("status") or {}
             credentials = find_condition(previous, "CredentialsReady") or {}
             problem = None
