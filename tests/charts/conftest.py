@@ -43,6 +43,16 @@ class Objects(list[Obj]):
             elif o["kind"] in {"Deployment", "StatefulSet", "DaemonSet", "Job"}:
                 yield where, o["spec"]["template"]["spec"]
 
+    def pod_labels(self) -> dict[str, dict[str, str]]:
+        """The labels of each workload's Pods (and of bare Pods), by the workload's name."""
+        return {
+            o["metadata"]["name"]: (
+                o["metadata"] if o["kind"] == "Pod" else o["spec"]["template"]["metadata"]
+            )["labels"]
+            for o in self
+            if o["kind"] in {"Pod", "Deployment", "StatefulSet", "DaemonSet", "Job"}
+        }
+
     def env(self, container: Obj) -> dict[str, str]:
         """A container's environment as the kubelet sets it, the chart's Secrets resolved."""
         env: dict[str, str] = {}

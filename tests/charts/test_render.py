@@ -65,7 +65,8 @@ def test_every_container_is_non_root_with_no_capabilities_and_a_read_only_root(c
 
 
 def test_gateway_runs_paddock_gateway_with_probes_on_its_health_endpoints(chart: Any) -> None:
-    rendered = chart.render({"gateway": {"replicas": 3, "service": {"type": "NodePort"}}})
+    service_values = {"type": "NodePort", "nodePort": 30080}
+    rendered = chart.render({"gateway": {"replicas": 3, "service": service_values}})
     deployment = rendered.find("Deployment", "gateway")
     assert deployment["spec"]["replicas"] == 3
     spec = deployment["spec"]["template"]["spec"]
@@ -80,7 +81,9 @@ def test_gateway_runs_paddock_gateway_with_probes_on_its_health_endpoints(chart:
     )
     service = rendered.find("Service", "gateway")
     assert service["spec"]["type"] == "NodePort"
-    assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http"}]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8000, "targetPort": "http", "nodePort": 30080}
+    ]
     assert (
         service["spec"]["selector"].items()
         <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -217,15 +220,7 @@ def sandbox_pod(settings: OperatorSettings) -> dict[str, Any]:
 
 def test_network_policies_let_each_component_reach_only_its_peers(chart: Any) -> None:
     rendered = chart.render()
-    labels = {
-        where.split("/")[1]: spec_owner["spec"]["template"]["metadata"]["labels"]
-        for where, spec_owner in (
-            (f"{o['kind']}/{o['metadata']['name']}", o)
-            for o in rendered
-            if o["kind"] in {"Deployment", "StatefulSet"}
-        )
-    }
-    labels["paddock-test"] = rendered.find("Pod", "test")["metadata"]["labels"]
+    labels = rendered.pod_labels()
     policies = {p["metadata"]["name"]: p["spec"] for p in rendered.all("NetworkPolicy")}
     for name, policy in policies.items():
         assert policy["policyTypes"] == ["Ingress", "Egress"], name
@@ -274,9 +269,7 @@ def test_sandbox_policy_the_operator_writes_admits_the_charts_gateway(chart: Any
     env = rendered.env(operator)
     settings = OperatorSettings(system_namespace=env["PADDOCK_OPERATOR_SYSTEM_NAMESPACE"])
     policy = objects.network_policy(AgentRef("coder", "team-a", "uid-1"), settings)
-    gateway_labels = rendered.find("Deployment", "gateway")["spec"]["template"]["metadata"][
-        "labels"
-    ]
+    gateway_labels = rendered.pod_labels()["paddock-gateway"]
     namespace_labels = {"kubernetes.io/metadata.name": "paddock-prod"}
     (rule,) = policy["spec"]["ingress"]
     assert any(
