@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes binaries paddock's tests and users need (etcd, kube-apiserver,
-# kube-controller-manager for garbage collection, kubectl, helm)
-# from Go modules, with no container registry and no prebuilt downloads.
+# Builds the Kubernetes binaries paddock's tests and users need from Go modules, with no container
+# registry and no prebuilt downloads: etcd, kube-apiserver and kube-controller-manager (the tier-3
+# API server fixture), kubectl, helm, and kube-scheduler, kubelet, kube-proxy and kubeadm (the kind
+# node image, kind/build-node-image.sh).
 #
 # Binaries land in $PADDOCK_CACHE/bin/<name>-<version> (default ~/.cache/paddock) and are built
 # once per machine; a second run only prints the paths. Prints `export` lines for the env vars the
@@ -18,7 +19,7 @@ export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 log() { echo "kube-binaries: $*" >&2; }
 
 kube_out="$BIN/kube-$KUBE_VERSION"
-KUBE_BINARIES=(kube-apiserver kube-controller-manager kubectl)
+KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubeadm kubectl)
 etcd_out="$BIN/etcd-$ETCD_VERSION"
 helm_out="$BIN/helm-$HELM_VERSION"
 
@@ -106,4 +107,7 @@ echo "export PADDOCK_ETCD=$etcd_out/etcd"
 echo "export PADDOCK_KUBE_APISERVER=$kube_out/kube-apiserver"
 echo "export PADDOCK_KUBE_CONTROLLER_MANAGER=$kube_out/kube-controller-manager"
 echo "export PADDOCK_KUBECTL=$kube_out/kubectl"
+echo "export PADDOCK_KUBE_BIN=$kube_out"
+echo "export KUBE_VERSION=$KUBE_VERSION"
+echo "export KUBE_MODULE_DIR=$(cd /tmp && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
 echo "export PADDOCK_HELM=$helm_out/helm"
