@@ -113,12 +113,18 @@ build() {
     --label "dev.paddock.content-hash=$hash"
   )
   [ -z "$source_url" ] || labels+=(--label "org.opencontainers.image.source=$source_url")
+  local previous
+  previous=$("$DOCKER" image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
   log "building $image"
-  "$DOCKER" build --file "$dockerfile" --build-arg "BASE=$base" "${labels[@]}" --tag "$image" \
-    "$@" "$context" >"$CACHE/images/logs/$name.log" 2>&1 || {
+  "$DOCKER" build --force-rm --file "$dockerfile" --build-arg "BASE=$base" "${labels[@]}" \
+    --tag "$image" "$@" "$context" >"$CACHE/images/logs/$name.log" 2>&1 || {
     tail -30 "$CACHE/images/logs/$name.log" >&2
     die "building $image failed (log: $CACHE/images/logs/$name.log)"
   }
+  # The image this one replaces, unless something still uses it: else every rebuild leaves one.
+  if [ -n "$previous" ] && [ -z "$("$DOCKER" image inspect -f '{{.RepoTags}}' "$previous" 2>/dev/null | tr -d '[]')" ]; then
+    "$DOCKER" rmi "$previous" >/dev/null 2>&1 || true
+  fi
   STATUS[$name]="built in $((SECONDS - started)) s"
 }
 
@@ -250,19 +256,18 @@ below() {
       END { print (found ? s : base) }'
 }
 base_size=$("$DOCKER" image inspect -f '{{.Size}}' "$base")
-shared_python=0 total=$base_size
-printf '%-32s %8s %8s  %s\n' IMAGE SIZE OWN ""
+shared_python=0 total=$base_size rows=()
 for name in "${wanted[@]}"; do
   image="$prefix/$name:$VERSION"
   bytes=$("$DOCKER" image inspect -f '{{.Size}}' "$image")
   under=$(below "$image")
   [ "$under" = "$base_size" ] || shared_python=$((under - base_size))
   total=$((total + bytes - under))
-  printf '%-32s %8s %8s  %s\n' "$image" "$(mb "$bytes")" "$(mb $((bytes - under)))" \
-    "${STATUS[$name]:-up to date}"
+  rows+=("$image|$(mb "$bytes")|$(mb $((bytes - under)))|${STATUS[$name]:-up to date}")
 done
-total=$((total + shared_python))
-printf '%-32s %8s %8s  %s\n' "shared: $base" "$(mb "$base_size")" "" "every image"
-[ "$shared_python" = 0 ] ||
-  printf '%-32s %8s %8s  %s\n' "shared: python3 + venv" "$(mb "$shared_python")" "" "the Python images"
-printf '%-32s %8s\n' "on disk, all together" "$(mb "$total")"
+rows+=("shared: $base|$(mb "$base_size")||every image")
+[ "$shared_python" = 0 ] || rows+=("shared: python3 + venv|$(mb "$shared_python")||the Python images")
+rows+=("on disk, all together|$(mb $((total + shared_python)))||")
+printf '%s\n' "IMAGE|SIZE|OWN|" "${rows[@]}" | awk -F'|' '
+  { for (i = 1; i <= 4; i++) cell[NR, i] = $i; if (length($1) > w) w = length($1) }
+  END { for (r = 1; r <= NR; r++) printf "%-*s  %7s  %7s  %s\n", w, cell[r, 1], cell[r, 2], cell[r, 3], cell[r, 4] }'
