@@ -3,6 +3,7 @@ Pods and the chart run them."""
 
 from __future__ import annotations
 
+import functools
 import http.server
 import json
 import os
@@ -23,11 +24,10 @@ import httpx
 import pytest
 import yaml
 
-from paddock import engines, pki
+from paddock import pki, sandbox
 from paddock.api.agent import AgentSpec
 from paddock.models.tiny import write_tiny_llama
 from paddock.testing.agents import minimal_agent
-from paddock.testing.proc import free_port
 from paddock.testing.wait import wait_http
 from paddock_operator.render.model import model_container, model_mounts
 from paddock_operator.render.objects import AGENT_CA_FILE
@@ -83,6 +83,8 @@ class Images:
 @pytest.fixture(scope="session")
 def images() -> Images:
     """Every image, built by images/build.sh or found up to date. No docker fails the test."""
+    if shutil.which(DOCKER) is None:
+        pytest.fail("docker is not installed: hack/docker.sh installs and starts it")
     info = docker("info", check=False)
     if info.returncode != 0:
         pytest.fail(
@@ -274,7 +276,7 @@ def test_llama_server_serves_a_tiny_model_as_the_pod_runs_it(
         *security_flags(server["securityContext"]), *mounts, *env,
         "--entrypoint", server["command"][0], images["llama-server"], *server["args"],
     ) as llama:  # fmt: skip
-        url = f"http://{llama.ip}:{engines.MODEL_PORT}"
+        url = f"http://{llama.ip}:{sandbox.MODEL_PORT}"
         wait_http(f"{url}/health", timeout=30)
         chat = httpx.post(
             f"{url}/v1/chat/completions",
@@ -306,13 +308,11 @@ def https_repo(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     tls.load_cert_chain(tmp_path / "leaf.pem")
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(repo.parent), **kwargs)  # type: ignore[arg-type]
-
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Quiet)
+    handler = functools.partial(Quiet, directory=str(repo.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
