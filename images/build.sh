@@ -64,6 +64,9 @@ wants() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
 VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$REPO/charts/paddock/Chart.yaml")
 [ -n "$VERSION" ] || die "no appVersion in charts/paddock/Chart.yaml"
 mkdir -p "$CACHE/images/logs" "$CACHE/wheels"
+# One build at a time per machine: a second caller waits, then finds the images up to date.
+exec 9>"$CACHE/images/build.lock"
+flock 9
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
