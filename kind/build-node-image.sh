@@ -29,7 +29,8 @@ inputs_hash=$(
     echo "$KUBE_VERSION $KIND_VERSION $BASE"
     "$DOCKER" image inspect --format '{{.Id}}' "$BASE"
     sha256sum "$PADDOCK_KUBE_BIN"/* "$PADDOCK_ETCD" "$PADDOCK_COREDNS" "$PADDOCK_LOCAL_PATH_PROVISIONER"
-    find kind -type f ! -name '*.md' ! -path '*/__pycache__/*' | sort | xargs sha256sum
+    find kind/base kind/node-tools kind/netpol kind/manifests kind/build-node-image.sh -type f \
+      ! -path '*/__pycache__/*' | sort | xargs sha256sum
   } | sha256sum | cut -c1-12
 )
 NODE_IMAGE="paddock/kind-node:$KUBE_VERSION-$inputs_hash"

@@ -368,9 +368,13 @@ def apply(rules: Ruleset) -> None:
     text = ["*filter", f":{FILTER_CHAIN} - [0:0]", f":{INPUT_CHAIN} - [0:0]"]
     text += [f":{c} - [0:0]" for c in rules.chains]
     text += rules.filter_lines
-    text += [f"-X {c}" for c in stale]
     text += ["COMMIT", "*nat", f":{NAT_CHAIN} - [0:0]", *rules.nat_lines, "COMMIT", ""]
     run(["iptables-restore", "--noflush"], "\n".join(text))
+    # Chains of Pods that are gone: only now unreferenced (nf_tables refuses to delete a chain in
+    # the transaction that drops its last reference).
+    if stale:
+        flush = [f":{c} - [0:0]" for c in stale] + [f"-X {c}" for c in stale]
+        run(["iptables-restore", "--noflush"], "\n".join(["*filter", *flush, "COMMIT", ""]))
     ensure_jumps()
     for name in sorted(existing_sets - set(rules.sets)):
         if name.startswith(PREFIX):

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# `make dev`: everything from a fresh machine to a Ready example Agent on a local kind cluster.
+# Builds what is missing (Kubernetes and kind from Go modules, the node image, paddock's images;
+# all cached in ~/.cache/paddock and docker), creates the cluster "paddock" (or reuses it when its
+# node image is current), loads the images, installs the chart, fills the models volume with a
+# tiny generated GGUF model, applies examples/llamacpp-agent.yaml and waits for it to be Ready.
+# Idempotent: run it again after a change to rebuild and roll what changed.
+#
+#   CLUSTER=paddock  NAMESPACE=default  RELEASE=paddock  SYSTEM_NAMESPACE=paddock-system
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLUSTER="${CLUSTER:-paddock}"
+NAMESPACE="${NAMESPACE:-default}"
+RELEASE="${RELEASE:-paddock}"
+SYSTEM_NAMESPACE="${SYSTEM_NAMESPACE:-paddock-system}"
+EXAMPLE="${EXAMPLE:-1}"
+export PATH="/usr/bin:$PATH"  # Debian's docker client, which kind drives
+log() { printf '\033[1mdev:\033[0m %s\n' "$*" >&2; }
+
+hack/docker.sh
+eval "$(hack/kube-binaries.sh)"
+eval "$(kind/tools.sh)"
+kind() { "$PADDOCK_KIND" "$@"; }
+kubectl() { "$PADDOCK_KUBECTL" --context "kind-$CLUSTER" "$@"; }
+helm() { "$PADDOCK_HELM" --kube-context "kind-$CLUSTER" "$@"; }
+
+log "node image"
+node_image=$(kind/build-node-image.sh)
+log "paddock's images"
+make --no-print-directory images >&2
+images=()
+for name in operator gateway vault harness llama-server redis; do
+  images+=("paddock/$name:$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/paddock/Chart.yaml)")
+done
+
+# The cluster is current when it runs this node image with this kind/cluster.yaml.
+want="$node_image $(sha256sum kind/cluster.yaml | cut -c1-12)"
+if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  have=$(kubectl -n kube-system get configmap paddock-dev -o jsonpath='{.data.cluster}' 2>/dev/null || true)
+  if [ "$have" != "$want" ]; then
+    log "cluster $CLUSTER is ${have:-of unknown make}, not $want: recreating it"
+    kind delete cluster --name "$CLUSTER"
+  fi
+fi
+if ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  log "creating kind cluster $CLUSTER"
+  kind create cluster --name "$CLUSTER" --image "$node_image" --config kind/cluster.yaml --wait 5m
+  kubectl -n kube-system create configmap paddock-dev --from-literal=cluster="$want" >/dev/null
+fi
+
+log "loading images into the cluster"
+loaded=$(kind load docker-image --name "$CLUSTER" "${images[@]}" 2>&1) || { echo "$loaded" >&2; exit 1; }
+
+log "installing the chart (release $RELEASE in $SYSTEM_NAMESPACE)"
+# The gateway on a NodePort that kind/cluster.yaml maps to http://localhost:30800.
+helm upgrade --install "$RELEASE" charts/paddock --namespace "$SYSTEM_NAMESPACE" \
+  --create-namespace --set gateway.service.type=NodePort --set gateway.service.nodePort=30800 \
+  --wait --timeout 5m >/dev/null
+if grep -q "not yet present" <<<"$loaded"; then
+  # A rebuilt image under the same tag: roll the Deployments so they run what was just loaded.
+  log "new images: restarting the operator and gateway"
+  kubectl -n "$SYSTEM_NAMESPACE" rollout restart deployment >/dev/null
+  kubectl -n "$SYSTEM_NAMESPACE" rollout status deployment --timeout 5m >/dev/null
+fi
+
+[ "$EXAMPLE" = 1 ] || exit 0
+log "example Agent: models volume, a placeholder GitHub token, examples/llamacpp-agent.yaml"
+kubectl -n "$NAMESPACE" apply -f examples/kind/models.yaml >/dev/null
+kubectl -n "$NAMESPACE" wait --for=condition=complete job/paddock-models-tiny --timeout 5m >/dev/null
+kubectl -n "$NAMESPACE" get secret github >/dev/null 2>&1 ||
+  kubectl -n "$NAMESPACE" create secret generic github \
+    --from-literal=token="ghp_placeholder_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')" >/dev/null
+kubectl -n "$NAMESPACE" apply -f examples/llamacpp-agent.yaml >/dev/null
+kubectl -n "$NAMESPACE" wait agent/coder --for=jsonpath='{.status.phase}'=Ready --timeout 5m >/dev/null
+kubectl -n "$NAMESPACE" get agents >&2
+
+cat <<MSG
+
+paddock is running on kind cluster "$CLUSTER" (kubectl context kind-$CLUSTER).
+Talk to the example Agent:
+
+  kubectl --context kind-$CLUSTER -n $NAMESPACE create serviceaccount alice
+  kubectl --context kind-$CLUSTER -n $NAMESPACE create role talk-to-coder --verb=connect --resource=agents.paddock.dev --resource-name=coder
+  kubectl --context kind-$CLUSTER -n $NAMESPACE create rolebinding alice-coder --role=talk-to-coder --serviceaccount=$NAMESPACE:alice
+  .venv/bin/paddock chat coder -n $NAMESPACE --gateway http://localhost:30800 --token "\$(kubectl --context kind-$CLUSTER -n $NAMESPACE create token alice)"
+
+kubectl is $PADDOCK_KUBECTL; tear everything down with: make dev-down
+MSG
