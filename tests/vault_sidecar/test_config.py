@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from paddock_vault.app import Vault
 from paddock_vault.certs import LeafCache
 from paddock_vault.config import ConfigError, Route, load
+from paddock_vault.errors import PolicyError
 from paddock_vault.settings import VaultSettings
 from paddock_vault.testing import Pki
 
@@ -72,6 +75,42 @@ def test_leaf_cache_reuses_contexts(certs: Pki) -> None:
 def test_unsafe_allow_list_refuses_wide_or_metadata_networks(cidrs: list[str]) -> None:
     with pytest.raises(ValidationError):
         VaultSettings(unsafe_allow_cidrs=cidrs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "cidrs",
+    [
+        ["0.0.0.0/0"],
+        ["127.0.0.0/8"],
+        ["169.254.0.0/16"],
+        ["100.100.100.0/24"],  # Alibaba's metadata address
+        ["224.0.0.0/8"],
+        ["::/0"],
+        ["::ffff:10.0.0.0/104"],
+        ["fd00:ec2::/64"],
+        ["fe80::/64"],
+    ],
+)
+def test_internal_networks_never_open_loopback_link_local_or_metadata(cidrs: list[str]) -> None:
+    with pytest.raises(ValidationError, match="internal_networks"):
+        VaultSettings(internal_networks=cidrs)  # type: ignore[arg-type]
+
+
+def test_internal_networks_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PADDOCK_VAULT_INTERNAL_NETWORKS", '["10.0.0.0/8", "fd12:3456::/32"]')
+    assert [str(n) for n in VaultSettings().internal_networks] == ["10.0.0.0/8", "fd12:3456::/32"]
+
+
+def test_internal_networks_open_exactly_themselves_to_the_vault(certs: Pki, tmp_path: Path) -> None:
+    settings = VaultSettings(
+        config_file=certs.write_config(tmp_path),
+        internal_networks=["10.96.0.200/29"],  # type: ignore[list-item]
+    )
+    guard = Vault(settings).ctx.guard
+    guard.check(ipaddress.ip_address("10.96.0.201"), 443)
+    for outside in ("10.96.0.208", "10.244.0.5", "169.254.169.254"):
+        with pytest.raises(PolicyError, match="refused"):
+            guard.check(ipaddress.ip_address(outside), 443)
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,11 +40,16 @@ class Vault:
                 "this is for tests only and must never be set in a Pod",
                 ", ".join(map(str, settings.unsafe_allow_cidrs)),
             )
+        if settings.internal_networks:
+            log.info(
+                "internal networks the cluster admin opened: %s",
+                ", ".join(map(str, settings.internal_networks)),
+            )
         metrics = Metrics()
         self.ctx = Context(
             settings=settings,
             watcher=ConfigWatcher(settings.config_file, on_reload=metrics.reload),
-            guard=NetGuard(resolver, tuple(settings.unsafe_allow_cidrs)),
+            guard=NetGuard(resolver, (*settings.internal_networks, *settings.unsafe_allow_cidrs)),
             dialer=dialer,
             metrics=metrics,
         )

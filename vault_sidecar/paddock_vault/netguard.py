@@ -14,6 +14,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from paddock.networks import METADATA_ADDRESSES
 from paddock_vault.errors import PolicyError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -32,10 +33,6 @@ _EMBEDDING_V4 = tuple(
         ("2002::/16", "6to4"),
         ("2001::/32", "Teredo"),
     )
-)
-METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
 _SHARED_V4 = ipaddress.IPv4Network("100.64.0.0/10")
 
@@ -74,7 +71,7 @@ async def system_resolver(host: str, port: int) -> list[IPAddress]:
 
 @dataclass(frozen=True)
 class NetGuard:
-    """Resolves destinations and refuses unsafe addresses; `allow` is a test-only widening."""
+    """Resolves destinations and refuses unsafe addresses but those in `allow` (never metadata)."""
 
     resolver: Resolver = system_resolver
     allow: tuple[IPNetwork, ...] = ()

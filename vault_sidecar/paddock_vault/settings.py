@@ -9,13 +9,13 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from paddock.networks import METADATA_ADDRESSES, InternalNetworks
 from paddock.sandbox import (
     VAULT_ADMIN_PORT,
     VAULT_CONFIG_FILE,
     VAULT_PROXY_PORT,
     VAULT_TRANSPARENT_PORT,
 )
-from paddock_vault.netguard import METADATA_ADDRESSES
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=86400)]
@@ -51,6 +51,10 @@ class VaultSettings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=0)] = 1 << 30
     max_connections: Annotated[int, Field(ge=1)] = 1024
     log_level: str = "INFO"
+    internal_networks: InternalNetworks = []
+    """Private networks the vault may connect to, as a cluster admin allowed every sandbox (an
+    internal GitHub Enterprise, an in-cluster API's Service addresses); the operator sets it from
+    its own `internal_networks`. Loopback, link-local and metadata addresses are always refused."""
     unsafe_allow_cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     """TESTS ONLY: private or loopback networks the vault may connect to. Logged loudly."""
 
