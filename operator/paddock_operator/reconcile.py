@@ -89,7 +89,9 @@ class Reconciler:
             ref, spec, stub_values, previous=previous, problem=problem, body=body
         )
         await asyncio.gather(
-            self.kube.apply(objects.vault_config_map(ref, spec, stub_values, ca.cert_pem)),
+            self.kube.apply(
+                objects.vault_config_map(ref, spec, stub_values, ca.cert_pem, self.settings)
+            ),
             self.kube.apply(objects.service(ref)),
             self.kube.apply(objects.network_policy(ref, self.settings)),
             self._ensure_workspace(ref, spec, body),

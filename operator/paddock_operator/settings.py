@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from cryptography import x509
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from paddock.networks import InternalNetworks
 
 Image = Annotated[str, Field(min_length=1, max_length=512)]
 
@@ -35,9 +38,29 @@ class OperatorSettings(BaseSettings):
     system_namespace: str = "paddock-system"
     """Namespace of the gateway and operator, for the sandboxes' NetworkPolicy."""
 
+    internal_networks: InternalNetworks = []
+    """Private networks every sandbox may reach through its vault, a cluster admin's choice (an
+    internal GitHub Enterprise, an in-cluster API's Service addresses): set in each vault, and
+    allowed by each sandbox's NetworkPolicy. Loopback, link-local and metadata are refused."""
+    upstream_ca_bundle: str = ""
+    """PEM certificates the vaults trust for upstream servers besides the public roots (the CA of
+    those internal services)."""
+
     retry_delay: Annotated[float, Field(gt=0, le=300)] = 5.0
     """Seconds before retrying a reconcile that waits on something (a Secret, a deletion)."""
     resync_interval: Annotated[float, Field(gt=0)] = 30.0
     """Seconds between periodic re-checks of every Agent, in case an event was missed."""
     api_requests_in_flight: Annotated[int, Field(ge=1, le=256)] = 16
     """Requests to the API server at once; more wait their turn."""
+
+    @field_validator("upstream_ca_bundle")
+    @classmethod
+    def _certificates_only(cls, value: str) -> str:
+        if "PRIVATE KEY" in value:
+            raise ValueError("holds a private key: the vaults need the CA certificates only")
+        if value.strip():
+            try:
+                x509.load_pem_x509_certificates(value.encode())
+            except ValueError as error:
+                raise ValueError(f"not a bundle of PEM certificates: {error}") from None
+        return value

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from paddock import sandbox
+from paddock import pki, sandbox
 from paddock.api.agent import AgentSpec
 from paddock_operator.names import AgentRef
 from paddock_operator.render import objects
 from paddock_operator.render.pod import pod, spec_hash
 from paddock_operator.settings import OperatorSettings
 from paddock_operator.stubs import reconcile_stubs
+from paddock_vault.settings import VaultSettings
 
 pytestmark = pytest.mark.unit
 
@@ -115,7 +119,9 @@ def test_trust_bundle_is_public_roots_plus_the_agent_ca_certificate_only() -> No
     mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
     assert mounts["trust"] == sandbox.CA_CERT_DIR
     assert mounts["vault-config"] == "/etc/paddock/agent-ca"  # the certificate, never the key
-    config = objects.vault_config_map(REF, spec, {"GITHUB_TOKEN": "s"}, b"-----CERT-----\n")
+    config = objects.vault_config_map(
+        REF, spec, {"GITHUB_TOKEN": "s"}, b"-----CERT-----\n", SETTINGS
+    )
     assert set(config["data"]) == {"config.json", "agent-ca.crt"}
 
 
@@ -227,3 +233,82 @@ def test_workspace_is_owned_only_when_it_should_go_with_the_agent() -> None:
     assert deleting["spec"]["resources"]["requests"]["storage"] == "1Gi"
     retained = objects.workspace_claim(REF, spec_of("vllm-agent.yaml"))
     assert "ownerReferences" not in retained["metadata"]
+
+
+INTERNAL_CA = pki.new_ca("internal CA").cert_pem.decode()
+OPENED = OperatorSettings(
+    internal_networks=["10.96.0.200/29", "fd12:3456::/48"],  # type: ignore[list-item]
+    upstream_ca_bundle=INTERNAL_CA,
+)
+
+
+def test_internal_networks_and_upstream_cas_reach_the_vault_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    body = pod(REF, spec, OPENED, reconcile_stubs(spec, {}))
+    vault = container(body, sandbox.VAULT_CONTAINER)
+    for variable in vault["env"]:
+        monkeypatch.setenv(variable["name"], variable["value"])
+    seen = VaultSettings()  # what the vault makes of its environment
+    assert [str(n) for n in seen.internal_networks] == ["10.96.0.200/29", "fd12:3456::/48"]
+    (ca_file,) = seen.upstream_ca_files
+    mounts = {m["name"]: m["mountPath"] for m in vault["volumeMounts"]}
+    assert str(ca_file.parent) == mounts["upstream-ca"]
+    volume = next(v for v in body["spec"]["volumes"] if v["name"] == "upstream-ca")
+    assert volume["configMap"] == {
+        "name": REF.vault_config,
+        "items": [{"key": ca_file.name, "path": ca_file.name}],
+    }
+    config = objects.vault_config_map(REF, spec, {"GITHUB_TOKEN": "s"}, b"x", OPENED)
+    assert config["data"][ca_file.name] == INTERNAL_CA
+    for other in body["spec"]["containers"] + body["spec"]["initContainers"]:
+        if other["name"] != sandbox.VAULT_CONTAINER:
+            assert "upstream-ca" not in {m["name"] for m in other.get("volumeMounts", [])}
+            assert not any(e["name"].startswith("PADDOCK_VAULT_") for e in other.get("env", []))
+
+
+def test_nothing_is_opened_by_default_and_upgrading_rolls_no_pod() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+    vault = container(body, sandbox.VAULT_CONTAINER)
+    assert [e["name"] for e in vault["env"]] == ["PADDOCK_VAULT_CONFIG_FILE"]
+    assert "upstream-ca" not in {v["name"] for v in body["spec"]["volumes"]}
+    config = objects.vault_config_map(REF, spec, {"GITHUB_TOKEN": "s"}, b"x", SETTINGS)
+    assert set(config["data"]) == {"config.json", "agent-ca.crt"}
+    assert len(objects.network_policy(REF, SETTINGS)["spec"]["egress"]) == 2
+    # The hash the operator of the previous release wrote, from the settings it had: unchanged,
+    # so a new operator leaves running Pods alone.
+    before = {
+        k: v
+        for k, v in SETTINGS.model_dump(mode="json").items()
+        if k not in ("internal_networks", "upstream_ca_bundle")
+    }
+    material = [spec.model_dump(mode="json", exclude={"suspend", "workspace"}), before]
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+    assert spec_hash(spec, SETTINGS) == digest
+    assert spec_hash(spec, OPENED) != digest  # opening a network rolls the Pods into it
+
+
+def test_network_policy_opens_the_internal_networks() -> None:
+    egress = objects.network_policy(REF, OPENED)["spec"]["egress"]
+    assert egress[2] == {
+        "to": [{"ipBlock": {"cidr": "10.96.0.200/29"}}, {"ipBlock": {"cidr": "fd12:3456::/48"}}]
+    }
+    assert egress[1]["to"][0]["ipBlock"]["except"] == list(objects.BLOCKED_V4)
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"internal_networks": ["127.0.0.0/8"]}, "loopback"),
+        ({"internal_networks": ["169.254.0.0/16"]}, "link-local"),
+        ({"internal_networks": ["100.100.100.0/24"]}, "metadata"),
+        ({"internal_networks": ["10.0.0.0/33"]}, "internal_networks"),
+        ({"upstream_ca_bundle": "not a certificate"}, "PEM certificates"),
+        ({"upstream_ca_bundle": INTERNAL_CA + pki.new_ca("x").key_pem.decode()}, "private key"),
+    ],
+)
+def test_settings_refuse_what_must_never_be_opened(changes: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValidationError, match=named):
+        OperatorSettings(**changes)

@@ -16,6 +16,7 @@ from paddock_operator.settings import OperatorSettings
 Obj = dict[str, Any]
 
 AGENT_CA_FILE = "agent-ca.crt"
+UPSTREAM_CA_FILE = "upstream-ca.crt"
 
 # Addresses a sandbox may never reach directly: private, shared, link-local (cloud metadata),
 # loopback and multicast ranges. The vault refuses them too; this is the network's second line.
@@ -79,15 +80,23 @@ def vault_config(spec: AgentSpec, stubs: dict[str, str]) -> sandbox.VaultConfig:
 
 
 def vault_config_map(
-    ref: AgentRef, spec: AgentSpec, stubs: dict[str, str], ca_cert_pem: bytes
+    ref: AgentRef,
+    spec: AgentSpec,
+    stubs: dict[str, str],
+    ca_cert_pem: bytes,
+    settings: OperatorSettings,
 ) -> Obj:
-    """The vault's configuration and the Agent CA's certificate: stubs, never real values."""
+    """The vault's configuration, the Agent CA's certificate and the upstream CAs the cluster
+    admin added: stubs and certificates, never real values or keys."""
     config = vault_config(spec, stubs).model_dump_json(by_alias=True, indent=2)
+    data = {"config.json": config, AGENT_CA_FILE: ca_cert_pem.decode()}
+    if settings.upstream_ca_bundle:
+        data[UPSTREAM_CA_FILE] = settings.upstream_ca_bundle
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": ref.metadata(ref.vault_config, "vault"),
-        "data": {"config.json": config, AGENT_CA_FILE: ca_cert_pem.decode()},
+        "data": data,
     }
 
 
@@ -126,13 +135,24 @@ def service(ref: AgentRef) -> Obj:
 
 
 def network_policy(ref: AgentRef, settings: OperatorSettings) -> Obj:
-    """Ingress only from the gateway and operator; egress only DNS and public addresses."""
+    """Ingress only from the gateway and operator; egress only DNS, public addresses and the
+    internal networks the cluster admin opened.
+
+    NetworkPolicies see Service traffic after its DNAT, so an internal network given as Service
+    addresses is opened by the vault but not here: a Service's Pods need a NetworkPolicy of their
+    own that lets the sandboxes reach them (policies add up; see docs/chart.md).
+    """
     system = {"kubernetes.io/metadata.name": settings.system_namespace}
     peers = [
         {"namespaceSelector": {"matchLabels": system}, "podSelector": {"matchLabels": selector}}
         for selector in (settings.gateway_selector, settings.operator_selector)
     ]
     dns_ports = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    internal = (
+        [{"to": [{"ipBlock": {"cidr": str(net)}} for net in settings.internal_networks]}]
+        if settings.internal_networks
+        else []
+    )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -157,6 +177,7 @@ def network_policy(ref: AgentRef, settings: OperatorSettings) -> Obj:
                         {"ipBlock": {"cidr": "::/0", "except": list(BLOCKED_V6)}},
                     ]
                 },
+                *internal,
             ],
         },
     }

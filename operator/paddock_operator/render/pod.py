@@ -10,7 +10,7 @@ from paddock import egress, engines, sandbox
 from paddock.api.agent import AgentSpec
 from paddock_operator.names import SPEC_HASH, AgentRef
 from paddock_operator.render.model import fetch_container, model_container, model_mounts
-from paddock_operator.render.objects import AGENT_CA_FILE
+from paddock_operator.render.objects import AGENT_CA_FILE, UPSTREAM_CA_FILE
 from paddock_operator.render.security import network_admin, restricted
 from paddock_operator.settings import OperatorSettings
 
@@ -74,27 +74,45 @@ def harness_container(spec: AgentSpec, stubs: dict[str, str]) -> Obj:
     return container
 
 
+UPSTREAM_CA_DIR = "/etc/paddock/upstream-ca"
+
+
+def vault_env(settings: OperatorSettings) -> list[Obj]:
+    """The vault's settings: its configuration file, and what the cluster admin opened."""
+    env = [{"name": "PADDOCK_VAULT_CONFIG_FILE", "value": sandbox.VAULT_CONFIG_FILE}]
+    if settings.internal_networks:
+        networks = json.dumps([str(net) for net in settings.internal_networks])
+        env.append({"name": "PADDOCK_VAULT_INTERNAL_NETWORKS", "value": networks})
+    if settings.upstream_ca_bundle:
+        files = json.dumps([f"{UPSTREAM_CA_DIR}/{UPSTREAM_CA_FILE}"])
+        env.append({"name": "PADDOCK_VAULT_UPSTREAM_CA_FILES", "value": files})
+    return env
+
+
 def vault_container(settings: OperatorSettings) -> Obj:
     """The vault, a native sidecar: it starts (and is ready) before the others, and stays."""
     probe = {"httpGet": {"path": "/healthz", "port": "vault-admin"}, "periodSeconds": 2}
+    mounts = [
+        {"name": "vault-config", "mountPath": sandbox.VAULT_CONFIG_FILE.rsplit("/", 1)[0]},
+        {"name": "vault-ca", "mountPath": sandbox.VAULT_CA_DIR, "readOnly": True},
+        {"name": "vault-secrets", "mountPath": sandbox.VAULT_SECRETS_DIR, "readOnly": True},
+    ]
+    if settings.upstream_ca_bundle:
+        mounts.append({"name": "upstream-ca", "mountPath": UPSTREAM_CA_DIR, "readOnly": True})
     return {
         "name": sandbox.VAULT_CONTAINER,
         "image": settings.vault_image,
         "imagePullPolicy": settings.image_pull_policy,
         "restartPolicy": "Always",
         "args": ["vault"],
-        "env": [{"name": "PADDOCK_VAULT_CONFIG_FILE", "value": sandbox.VAULT_CONFIG_FILE}],
+        "env": vault_env(settings),
         "ports": [
             {"name": "vault-proxy", "containerPort": sandbox.VAULT_PROXY_PORT},
             {"name": "vault-admin", "containerPort": sandbox.VAULT_ADMIN_PORT},
         ],
         "startupProbe": probe | {"failureThreshold": 30},
         "readinessProbe": probe | {"periodSeconds": 10},
-        "volumeMounts": [
-            {"name": "vault-config", "mountPath": sandbox.VAULT_CONFIG_FILE.rsplit("/", 1)[0]},
-            {"name": "vault-ca", "mountPath": sandbox.VAULT_CA_DIR, "readOnly": True},
-            {"name": "vault-secrets", "mountPath": sandbox.VAULT_SECRETS_DIR, "readOnly": True},
-        ],
+        "volumeMounts": mounts,
         "securityContext": restricted(sandbox.VAULT_UID),
     }
 
@@ -127,7 +145,7 @@ def egress_init_container(settings: OperatorSettings) -> Obj:
     }
 
 
-def _volumes(ref: AgentRef, spec: AgentSpec) -> list[Obj]:
+def _volumes(ref: AgentRef, spec: AgentSpec, settings: OperatorSettings) -> list[Obj]:
     sources = [
         {
             "secret": {
@@ -142,7 +160,7 @@ def _volumes(ref: AgentRef, spec: AgentSpec) -> list[Obj]:
     )
     ca_items = [{"key": k, "path": k} for k in ("tls.crt", "tls.key")]
     mode = {"defaultMode": 0o400}
-    return [
+    volumes = [
         {"name": "workspace", "persistentVolumeClaim": {"claimName": ref.workspace}},
         {"name": "trust", "emptyDir": {}},
         {"name": "vault-config", "configMap": {"name": ref.vault_config}},
@@ -151,12 +169,29 @@ def _volumes(ref: AgentRef, spec: AgentSpec) -> list[Obj]:
         {"name": "tmp", "emptyDir": {}},
         {"name": "xtables-lock", "emptyDir": {"medium": "Memory"}},
     ]  # fmt: skip
+    if settings.upstream_ca_bundle:
+        # Named as an item: the kubelet holds the Pod until the ConfigMap has it, so a vault
+        # never starts without the CAs it was told to trust.
+        items = [{"key": UPSTREAM_CA_FILE, "path": UPSTREAM_CA_FILE}]
+        volumes.append(
+            {"name": "upstream-ca", "configMap": {"name": ref.vault_config, "items": items}}
+        )
+    return volumes
+
+
+# Settings added after the first release: they count only when set, so that upgrading the operator
+# does not replace every sandbox Pod of the cluster.
+_HASHED_WHEN_SET = ("internal_networks", "upstream_ca_bundle")
 
 
 def spec_hash(spec: AgentSpec, settings: OperatorSettings) -> str:
     """A digest of everything the Pod is rendered from: a change means the Pod must be replaced."""
+    unset = {name for name in _HASHED_WHEN_SET if not getattr(settings, name)}
     material = json.dumps(
-        [spec.model_dump(mode="json", exclude={"suspend", "workspace"}), settings.model_dump()],
+        [
+            spec.model_dump(mode="json", exclude={"suspend", "workspace"}),
+            settings.model_dump(mode="json", exclude=unset),
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(material.encode()).hexdigest()[:16]
@@ -166,7 +201,7 @@ def pod(ref: AgentRef, spec: AgentSpec, settings: OperatorSettings, stubs: dict[
     """The sandbox Pod of an Agent."""
     init = [egress_init_container(settings), vault_container(settings)]
     containers = [harness_container(spec, stubs)]
-    volumes = _volumes(ref, spec)
+    volumes = _volumes(ref, spec, settings)
     if spec.model.engine != "external":
         mounts = model_mounts(spec.model)
         server, server_volumes = model_container(spec.model, settings, mounts)
