@@ -10,6 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from paddock import pki
 from paddock.api.agent import AgentSpec
 from paddock.cli import parser
 from paddock.testing.agents import minimal_agent
@@ -212,6 +213,31 @@ def test_operator_gets_the_sandbox_images_and_their_pull_policy(chart: Any) -> N
     assert settings.system_namespace == "agents-system"
 
 
+def test_operator_opens_the_internal_networks_and_cas_it_is_given(
+    chart: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = pki.new_ca("internal CA").cert_pem.decode()
+    values = {
+        "operator": {
+            "sandboxInternalNetworks": ["10.20.0.0/16", "fd12:3456::/48"],
+            "sandboxUpstreamCABundle": bundle,
+        }
+    }
+    rendered = chart.render(values)
+    (operator,) = rendered.find("Deployment", "operator")["spec"]["template"]["spec"]["containers"]
+    for name, value in rendered.env(operator).items():
+        monkeypatch.setenv(name, value)
+    settings = OperatorSettings()  # what the operator reads from that environment
+    assert [str(n) for n in settings.internal_networks] == ["10.20.0.0/16", "fd12:3456::/48"]
+    assert settings.upstream_ca_bundle == bundle
+    defaults = chart.render()
+    (operator,) = defaults.find("Deployment", "operator")["spec"]["template"]["spec"]["containers"]
+    assert "PADDOCK_OPERATOR_INTERNAL_NETWORKS" not in defaults.env(operator)
+    with_key = {"operator": {"sandboxUpstreamCABundle": bundle + pki.new_ca("x").key_pem.decode()}}
+    with pytest.raises(chart.Error, match="sandboxUpstreamCABundle holds a private key"):
+        chart.render(with_key)
+
+
 def sandbox_pod(settings: OperatorSettings) -> dict[str, Any]:
     """The Pod the operator renders for a minimal Agent."""
     spec = AgentSpec.model_validate(minimal_agent("coder")["spec"])
@@ -300,6 +326,14 @@ def test_gateway_ingress_can_be_narrowed_and_network_policies_turned_off(chart: 
         ({"redis": {"persistance": {"size": "1Gi"}}}, "'persistance'"),
         ({"redis": {"persistence": {"size": "lots"}}}, "/redis/persistence/size"),
         ({"operator": {"sandboxImagePullPolicy": "Sometimes"}}, "/operator/sandboxImagePullPolicy"),
+        (
+            {"operator": {"sandboxInternalNetworks": ["github.internal"]}},
+            "/operator/sandboxInternalNetworks/0",
+        ),
+        (
+            {"operator": {"sandboxUpstreamCABundle": "/etc/ssl/internal-ca.pem"}},
+            "/operator/sandboxUpstreamCABundle",
+        ),
         (
             {"gateway": {"settings": {"sessionIdleSeconds": 10}}},
             "/gateway/settings/sessionIdleSeconds",
