@@ -62,7 +62,8 @@ fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff check --fix .
 
 .PHONY: test
-test: $(STAMP) ## every test tier that exists
+test: $(STAMP) ## every test tier, the kind cluster (tier 4, kept running for the next run) included
+	hack/docker.sh
 	$(KUBE_ENV) && $(LLAMA_ENV) && $(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

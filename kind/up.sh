@@ -53,10 +53,8 @@ log "loading images into the cluster"
 loaded=$(kind load docker-image --name "$CLUSTER" "${images[@]}" 2>&1) || { echo "$loaded" >&2; exit 1; }
 
 log "installing the chart (release $RELEASE in $SYSTEM_NAMESPACE)"
-# The gateway on a NodePort that kind/cluster.yaml maps to http://localhost:30800.
 helm upgrade --install "$RELEASE" charts/paddock --namespace "$SYSTEM_NAMESPACE" \
-  --create-namespace --set gateway.service.type=NodePort --set gateway.service.nodePort=30800 \
-  --wait --timeout 5m >/dev/null
+  --create-namespace --values kind/values-dev.yaml --wait --timeout 5m >/dev/null
 if grep -q "not yet present" <<<"$loaded"; then
   # A rebuilt image under the same tag: roll the Deployments so they run what was just loaded.
   log "new images: restarting the operator and gateway"
