@@ -43,7 +43,7 @@ def test_llama_server_runs_the_router_over_the_models_directory() -> None:
     assert flag(container.args, "--host") == "0.0.0.0"  # noqa: S104
     assert "--jinja" in container.args, "tool calls are parsed by the Jinja chat templates"
     assert "--model" not in container.args, "no model on the command line: router mode"
-    assert container.args[-2:] == ["--ctx-size", "4096"], "the Agent's own args come last"
+    assert container.args[-2:] == ["--ctx-size", "16384"], "the Agent's own args come last"
     assert container.resources == {"requests": {"cpu": "500m", "memory": "512Mi"}}
     assert "limits" not in container.resources
 

@@ -135,7 +135,7 @@ def test_llamacpp_serves_every_model_from_its_models_dir() -> None:
     assert args[args.index("--port") + 1] == str(sandbox.MODEL_PORT)
     assert "--jinja" in args
     assert model["ports"] == [{"name": "model", "containerPort": 8080, "protocol": "TCP"}]
-    assert model["args"][-2:] == ["--ctx-size", "4096"]
+    assert model["args"][-2:] == ["--ctx-size", "16384"]
     files = {m["mountPath"]: m.get("subPath") for m in model["volumeMounts"]}
     assert files["/models/tiny.gguf"] == "tiny/tiny-llama.gguf"
     assert files["/models/tiny-alt.gguf"] == "tiny/tiny-llama-alt.gguf"
