@@ -5,8 +5,8 @@ say). As a cluster admin would, the test opens it to the sandboxes: the chart's 
 `operator.sandboxInternalNetworks` (the Services' ClusterIPs) and
 `operator.sandboxUpstreamCABundle` (the service's CA) on the release `paddock`, and a
 NetworkPolicy that lets the sandboxes reach its Pods. It leaves the values set: other tests do not
-depend on them, and a rerun with them in place changes nothing. (Setting them replaces every
-sandbox Pod once, the example Agent's too.)
+depend on them, and a rerun with them in place changes nothing. Setting them replaces every
+sandbox Pod, the example Agent's too; the test waits for that one to be Ready again.
 
 The Agent holds stubs only. Through its vault, the stub becomes the real key towards the API's host
 and nowhere else; a connection that ignores the proxy never reaches the API at all.
@@ -26,7 +26,14 @@ from typing import Any
 import pytest
 
 from paddock import pki
-from paddock.testing.kind import REPO, SYSTEM_NAMESPACE, Kind, wait_until
+from paddock.testing.kind import (
+    EXAMPLE_AGENT,
+    EXAMPLE_NAMESPACE,
+    REPO,
+    SYSTEM_NAMESPACE,
+    Kind,
+    wait_until,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -233,6 +240,7 @@ def opened(kind: Kind, internal: Internal, tmp_path_factory: pytest.TempPathFact
         and operator.get("sandboxUpstreamCABundle") == bundle
     ):
         return
+    example = {p["metadata"]["uid"] for p in kind.sandbox_pods(EXAMPLE_NAMESPACE, EXAMPLE_AGENT)}
     ca_file = tmp_path_factory.mktemp("internal-ca") / "ca.pem"
     ca_file.write_text(bundle)
     kind.helm(
@@ -244,6 +252,25 @@ def opened(kind: Kind, internal: Internal, tmp_path_factory: pytest.TempPathFact
         "rollout", "status", "deployment/paddock-operator", "--timeout=180s",
         namespace=SYSTEM_NAMESPACE,
     )  # fmt: skip
+    if example:
+        # Every sandbox Pod is replaced to take the new settings: leave the example Agent Ready.
+        wait_until(lambda: replaced_and_ready(kind, example), "the example Agent Ready again", 300)
+
+
+def replaced_and_ready(kind: Kind, old: set[str]) -> bool:
+    """Whether the example Agent runs one sandbox Pod, not one of `old`, with every container
+    ready, and says it is Ready."""
+    pods = [
+        p
+        for p in kind.sandbox_pods(EXAMPLE_NAMESPACE, EXAMPLE_AGENT)
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+    if len(pods) != 1 or pods[0]["metadata"]["uid"] in old:
+        return False
+    statuses = pods[0]["status"].get("containerStatuses") or [{"ready": False}]
+    return all(s["ready"] for s in statuses) and bool(
+        kind.agent_ready(EXAMPLE_NAMESPACE, EXAMPLE_AGENT)
+    )
 
 
 def sandboxes_may_reach_the_internal_pods(namespace: str) -> dict[str, Any]:
