@@ -54,7 +54,7 @@ loaded=$(kind load docker-image --name "$CLUSTER" "${images[@]}" 2>&1) || { echo
 
 log "installing the chart (release $RELEASE in $SYSTEM_NAMESPACE)"
 helm upgrade --install "$RELEASE" charts/paddock --namespace "$SYSTEM_NAMESPACE" \
-  --create-namespace --values kind/values-dev.yaml --wait --timeout 5m >/dev/null
+  --create-namespace --reset-then-reuse-values --values kind/values-dev.yaml --wait --timeout 5m >/dev/null
 if grep -q "not yet present" <<<"$loaded"; then
   # A rebuilt image under the same tag: roll the Deployments so they run what was just loaded.
   log "new images: restarting the operator and gateway"
