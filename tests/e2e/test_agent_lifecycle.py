@@ -22,6 +22,7 @@ from paddock.testing.kind import (
     Kind,
     wait_until,
 )
+from paddock.testing.sessions import assert_exactly_once, collect_turn
 from paddock_gateway.client import Event, GatewayClient
 
 pytestmark = pytest.mark.cluster
@@ -60,12 +61,7 @@ async def run_turn(
 ) -> list[Event]:
     """Send `text` and collect every event after `after` up to that turn's end."""
     turn = await client.send(session, text)
-    seen: list[Event] = []
-    async for event in client.events(session, after, retry_delay=0.5):
-        seen.append(event)
-        if event.type == "turn_end" and event.data.get("turn_id") == turn:
-            return seen
-    raise AssertionError("the stream ended before the turn did")
+    return await collect_turn(client.events(session, after, retry_delay=0.5), turn)
 
 
 async def replay(client: GatewayClient, session: str, turns: int) -> list[Event]:
@@ -78,21 +74,6 @@ async def replay(client: GatewayClient, session: str, turns: int) -> list[Event]
         if ended == turns:
             return seen
     raise AssertionError("the stream ended early")
-
-
-def assert_exactly_once(events: list[Event]) -> None:
-    ids = [e.id for e in events if e.id is not None]
-    assert len(ids) == len(set(ids)), "an event was delivered twice"
-    keys = [tuple(int(p) for p in i.split("-")) for i in ids]
-    assert keys == sorted(keys), "events out of order"
-    # A runner numbers each turn's events 1..n per incarnation (a new Pod is a new incarnation).
-    runs: dict[tuple[str, str], list[int]] = {}
-    for event in events:
-        if "incarnation" in event.data:
-            key = (event.data["incarnation"], event.data["turn_id"])
-            runs.setdefault(key, []).append(event.data["seq"])
-    for key, seqs in runs.items():
-        assert seqs == list(range(1, len(seqs) + 1)), f"{key}: lost or repeated {seqs}"
 
 
 @pytest_asyncio.fixture

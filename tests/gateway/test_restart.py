@@ -12,40 +12,12 @@ from typing import Any
 import pytest
 
 from paddock.testing.runner import RunnerProcess
+from paddock.testing.sessions import assert_exactly_once, collect_turn
 from paddock_gateway.client import Event, GatewayClient
 
 pytestmark = pytest.mark.apiserver
 
 TIMEOUT = 120
-
-
-async def collect_turn(
-    client: GatewayClient, session_id: str, after: str | None, turn_id: str,
-    on_event: Any = None,
-) -> list[Event]:  # fmt: skip
-    """Events from `after` until the turn_end of `turn_id`."""
-    seen: list[Event] = []
-    async for event in client.events(session_id, after, retry_delay=0.1):
-        seen.append(event)
-        if on_event is not None:
-            await on_event(event)
-        if event.type == "turn_end" and event.data.get("turn_id") == turn_id:
-            return seen
-    raise AssertionError("stream ended before the turn did")
-
-
-def assert_exactly_once(events: list[Event]) -> None:
-    """No cursor twice, cursors rising, and each incarnation's seqs 1..n with no gap or repeat."""
-    ids = [e.id for e in events if e.id is not None]
-    assert len(ids) == len(set(ids)), "an event was delivered twice"
-    keys = [tuple(int(p) for p in i.split("-")) for i in ids]
-    assert keys == sorted(keys), "events out of order"
-    by_incarnation: dict[str, list[int]] = {}
-    for event in events:
-        if "incarnation" in event.data:
-            by_incarnation.setdefault(event.data["incarnation"], []).append(event.data["seq"])
-    for incarnation, seqs in by_incarnation.items():
-        assert seqs == list(range(1, len(seqs) + 1)), f"{incarnation}: {seqs}"
 
 
 def texts(events: list[Event], incarnation: str) -> list[str]:
@@ -60,7 +32,7 @@ def texts(events: list[Event], incarnation: str) -> list[str]:
 async def first_turn(client: GatewayClient, session_id: str) -> str:
     """Run a short turn, so the session has history; the cursor after it."""
     turn = await client.send(session_id, "hello")
-    events = await collect_turn(client, session_id, None, turn)
+    events = await collect_turn(client.events(session_id, None, retry_delay=0.1), turn)
     assert [e.type for e in events][-1] == "turn_end"
     cursor = events[-1].id
     assert cursor is not None
@@ -90,7 +62,10 @@ async def test_runner_killed_mid_stream_turn_completes_every_event_once(
                 killed.set()
 
         events = await asyncio.wait_for(
-            collect_turn(client, session_id, cursor, turn, kill_after_some_lines), TIMEOUT
+            collect_turn(
+                client.events(session_id, cursor, retry_delay=0.1), turn, kill_after_some_lines
+            ),
+            TIMEOUT,
         )
         assert killed.is_set()
         assert_exactly_once(events)
@@ -108,7 +83,7 @@ async def test_runner_killed_mid_stream_turn_completes_every_event_once(
         assert session["turns"] == 2
 
         # A client reading the whole session afterwards sees the same events, once each.
-        replay = await collect_turn(client, session_id, cursor, turn)
+        replay = await collect_turn(client.events(session_id, cursor, retry_delay=0.1), turn)
         assert [(e.id, e.type) for e in replay] == [(e.id, e.type) for e in events]
     finally:
         await client.aclose()
@@ -154,7 +129,8 @@ async def test_real_runner_killed_mid_command_turn_completes_every_event_once(
 
         try:
             events = await asyncio.wait_for(
-                collect_turn(client, session_id, None, turn, kill_the_pod), TIMEOUT
+                collect_turn(client.events(session_id, None, retry_delay=0.1), turn, kill_the_pod),
+                TIMEOUT,
             )
         finally:
             await client.aclose()
@@ -191,7 +167,8 @@ async def test_gateway_replica_killed_client_resumes_on_another_and_loses_nothin
                 killed.set()
 
         events = await asyncio.wait_for(
-            collect_turn(client, session_id, None, turn, kill_replica_a), TIMEOUT
+            collect_turn(client.events(session_id, None, retry_delay=0.1), turn, kill_replica_a),
+            TIMEOUT,
         )
         assert killed.is_set()
         assert_exactly_once(events)
