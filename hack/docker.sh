@@ -50,7 +50,8 @@ CAP = "CAP_SYS_RESOURCE"
 def strip(path):
     with open(path) as f:
         doc = json.load(f)
-    caps = (doc.get("process", doc) if "process" in doc else doc).get("capabilities") or {}
+    # config.json nests the capabilities under "process"; an exec --process file is the process.
+    caps = doc.get("process", doc).get("capabilities") or {}
     changed = False
     for key, names in caps.items():
         if isinstance(names, list) and CAP in names:

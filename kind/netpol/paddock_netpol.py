@@ -227,8 +227,8 @@ class Compiler:
                 )
         for peer_match, resolve in targets:
             for port_match in self.port_matches(ports, resolve) or []:
-                match = " ".join(m for m in (peer_match, port_match) if m)
-                self.rules.filter_lines.append(f"-A {chain} {match} -j RETURN".replace("  ", " "))
+                parts = [f"-A {chain}", peer_match, port_match, "-j RETURN"]
+                self.rules.filter_lines.append(" ".join(p for p in parts if p))
 
     def compile(self) -> Ruleset:
         jumps: list[str] = []
