@@ -16,7 +16,12 @@ LLAMA_ENV = eval "$$(PYTHON=$(BIN)/python hack/llama-server.sh)"
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The host's tools first (apt, only what is missing): python3-venv, go, cmake, redis, ...
+.PHONY: host-deps
+host-deps:
+	@hack/host-deps.sh
+
+$(STAMP): pyproject.toml | host-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
