@@ -59,6 +59,7 @@ lint: $(STAMP) ## ruff, mypy --strict and the import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy bench  # scripts, not packages: a bench that no longer type-checks shows here
 	$(BIN)/lint-imports
 
 .PHONY: fmt

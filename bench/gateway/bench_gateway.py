@@ -240,8 +240,8 @@ async def run(bench: Bench, events: int, sessions: int) -> None:
         await holder.wait()
     print("\nreconnect with Last-Event-ID -> first replayed event, ms (goal p99 <= 50)")
     print(f"{'':34} {'p50':>8} {'p99':>8} {'max':>8}")
-    rows = (("1 open session", alone), (f"{sessions} open sessions, live streams", loaded))
-    for name, values in rows:
+    runs = (("1 open session", alone), (f"{sessions} open sessions, live streams", loaded))
+    for name, values in runs:
         print(
             f"{name:34} {statistics.median(values) * 1000:8.2f} "
             f"{percentile(values, 99) * 1000:8.2f} {max(values) * 1000:8.2f}"

@@ -90,7 +90,11 @@ async def model_change(
 
                 times["router swap"].append(await timed(swap))
                 other = MODELS[i % 2]
-                times["router request"].append(await timed(lambda o=other: one_token(http, o)))
+
+                async def request(other: str = other) -> None:
+                    await one_token(http, other)
+
+                times["router request"].append(await timed(request))
     for i in range(rounds):
         # The classic way: one llama-server per model, restarted on a change.
         name = MODELS[i % 2]

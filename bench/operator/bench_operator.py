@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,16 @@ class Watcher:
             await asyncio.sleep(0.01)
 
 
-async def create(client: httpx.AsyncClient, url: str, body: Obj) -> float:
-    sent = time.perf_counter()
-    response = await client.post(url, json=body)
+IN_FLIGHT = 16
+"""Requests in flight when the bench itself makes an Agent's objects (the floors): as many as the
+operator's client has (its default). httpx spends CPU per queued request scanning its pool, which
+with hundreds queued would bill the floors for the bench client's own overhead."""
+
+
+async def create(client: httpx.AsyncClient, gate: asyncio.Semaphore, url: str, body: Obj) -> float:
+    async with gate:
+        sent = time.perf_counter()
+        response = await client.post(url, json=body)
     response.raise_for_status()
     return sent
 
@@ -94,16 +102,21 @@ Group = tuple[str, list[tuple[str, Obj]]]
 
 
 async def run_batch(
-    client: httpx.AsyncClient, watcher: Watcher, groups: list[Group], limit: int
+    client: httpx.AsyncClient,
+    watcher: Watcher,
+    groups: list[Group],
+    limit: int,
+    in_flight: int,
 ) -> tuple[list[float], float]:
-    """Run the groups' creates, at most limit groups in flight; latencies (ms) and wall time."""
-    gate = asyncio.Semaphore(limit)
+    """Run the groups' creates, at most limit groups and in_flight requests at once; latencies
+    (ms) and wall time."""
+    groups_gate, requests_gate = asyncio.Semaphore(limit), asyncio.Semaphore(in_flight)
     sent: dict[str, float] = {}
 
     async def one(pod: str, creates: list[tuple[str, Obj]]) -> None:
-        async with gate:
+        async with groups_gate:
             for url, body in creates:
-                at = await create(client, url, body)
+                at = await create(client, requests_gate, url, body)
                 sent.setdefault(pod, at)
 
     start = time.perf_counter()
@@ -127,7 +140,7 @@ def floor_groups(namespace: str, count: int, *, everything: bool) -> list[Group]
             made = [
                 objects.ca_secret(ref, ca, stubs),
                 made[0],
-                objects.vault_config_map(ref, spec, stubs, ca.cert_pem),
+                objects.vault_config_map(ref, spec, stubs, ca.cert_pem, settings),
                 objects.service(ref),
                 objects.network_policy(ref, settings),
                 objects.workspace_claim(ref, spec),
@@ -136,6 +149,40 @@ def floor_groups(namespace: str, count: int, *, everything: bool) -> list[Group]
             body["metadata"].pop("ownerReferences", None)
         groups.append((ref.pod, [(kube.path_of(b).rsplit("/", 1)[0], b) for b in made]))
     return groups
+
+
+WRITES = {"POST", "PUT", "PATCH", "APPLY", "DELETE"}
+
+
+async def request_counts(client: httpx.AsyncClient) -> Counter[tuple[str, str]]:
+    """The API server's request counters (apiserver_request_total) by (verb, resource)."""
+    response = await client.get("/metrics")
+    response.raise_for_status()
+    counts: Counter[tuple[str, str]] = Counter()
+    found = re.findall(r"^apiserver_request_total\{(.*)\} (\S+)$", response.text, re.M)
+    for labels, value in found:
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        key = (fields.get("verb", ""), fields.get("resource", ""))
+        if fields.get("subresource"):
+            key = (key[0], f"{key[1]}/{fields['subresource']}")
+        counts[key] += int(float(value))
+    return counts
+
+
+def per_agent(counts: Counter[tuple[str, str]], agents: int) -> str:
+    """The operator's writes and reads per Agent, writes by resource."""
+    counts = counts.copy()
+    counts[("POST", "agents")] -= agents  # the bench's own creates
+    writes: Counter[str] = Counter()
+    reads = 0
+    for (verb, resource), n in counts.items():
+        if verb in WRITES:
+            writes[resource] += n
+        elif verb == "GET":
+            reads += n
+    parts = ", ".join(f"{r} {n / agents:.1f}" for r, n in writes.most_common() if n > 0)
+    total = sum(writes.values()) / agents
+    return f"{total:.1f} writes ({parts}), {reads / agents:.1f} reads"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -158,7 +205,8 @@ def peak_rss_mib(pid: int) -> float:
 
 async def bench(
     server: ApiServer, burst: int, sustained: int
-) -> list[tuple[str, int, list[float], float]]:
+) -> tuple[list[tuple[str, int, list[float], float]], str]:
+    """The four runs' results, and the operator's API requests per Agent."""
     ca = ssl_context(server)
     headers = {"Authorization": f"Bearer {server.token}"}
     limits = httpx.Limits(max_connections=100)
@@ -179,9 +227,10 @@ async def bench(
             task = asyncio.create_task(watcher.run())
             await watcher.ready.wait()
             groups = floor_groups(ns, burst, everything=everything)
-            latencies, wall = await run_batch(c, watcher, groups, burst)
+            latencies, wall = await run_batch(c, watcher, groups, burst, IN_FLIGHT)
             results.append((label, burst, latencies, wall))
             task.cancel()
+        before = await request_counts(c)
         for ns, count, limit in (("burst", burst, burst), ("sustained", sustained, 20)):
             watcher = Watcher(c, ns)
             task = asyncio.create_task(watcher.run())
@@ -190,11 +239,13 @@ async def bench(
             groups = [
                 (f"{ns[0]}{i}-sandbox", [(url, minimal_agent(f"{ns[0]}{i}"))]) for i in range(count)
             ]
-            latencies, wall = await run_batch(c, watcher, groups, limit)
+            latencies, wall = await run_batch(c, watcher, groups, limit, limit)
             label = f"{count} Agents at once" if ns == "burst" else f"{count} Agents, 20 in flight"
             results.append((label, count, latencies, wall))
             task.cancel()
-        return results
+        await asyncio.sleep(2)  # the last status writes
+        used = (await request_counts(c)) - before
+        return results, per_agent(used, burst + sustained)
 
 
 def ssl_context(server: ApiServer) -> Any:
@@ -232,7 +283,7 @@ def main() -> None:
             time.sleep(3)  # let it log in and start its watches
             apiserver = server.pid("kube-apiserver")
             before = cpu_seconds(operator.pid), cpu_seconds(apiserver)
-            results = asyncio.run(bench(server, args.burst, args.sustained))
+            results, requests = asyncio.run(bench(server, args.burst, args.sustained))
             peak = peak_rss_mib(operator.pid)
             used = cpu_seconds(operator.pid) - before[0], cpu_seconds(apiserver) - before[1]
         finally:
@@ -247,6 +298,7 @@ def main() -> None:
         print(f"{label:34}", *(f"{v:>9}" for v in row), f"{p99 / floor:>9.1f}")
     print("* floor: every object, no operator (what the API server alone needs)")
     print(f"operator peak memory (VmHWM): {peak:.0f} MiB")
+    print(f"API requests per Agent: {requests}")
     print(f"CPU seconds over all runs: operator {used[0]:.1f}, kube-apiserver {used[1]:.1f}")
 
 
