@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from paddock import pki, sandbox
 from paddock.api.agent import AgentSpec
 from paddock_operator.names import AgentRef
 from paddock_operator.render import objects
-from paddock_operator.render.pod import pod, spec_hash
+from paddock_operator.render.pod import AGENT_CA_DIR, SYSTEM_ROOTS, pod, spec_hash, trust_script
 from paddock_operator.settings import OperatorSettings
 from paddock_operator.stubs import reconcile_stubs
 from paddock_vault.settings import VaultSettings
@@ -312,3 +313,32 @@ def test_network_policy_opens_the_internal_networks() -> None:
 def test_settings_refuse_what_must_never_be_opened(changes: dict[str, Any], named: str) -> None:
     with pytest.raises(ValidationError, match=named):
         OperatorSettings(**changes)
+
+
+def test_the_trust_bundle_script_stops_when_a_certificate_is_missing(tmp_path: Path) -> None:
+    """The egress init container writes the bundle first: a missing file must fail the Pod's
+    start, not leave a bundle without the Agent CA (TLS errors in the harness, much later)."""
+    script = trust_script()
+    files = {
+        SYSTEM_ROOTS: tmp_path / "roots.crt",
+        f"{AGENT_CA_DIR}/{objects.AGENT_CA_FILE}": tmp_path / "agent-ca.crt",
+        sandbox.CA_CERT_FILE: tmp_path / "bundle.crt",
+    }
+    for path, local in files.items():
+        assert path in script
+        script = script.replace(path, str(local))
+    files[f"{AGENT_CA_DIR}/{objects.AGENT_CA_FILE}"].write_text("AGENT CA\n")
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/bin/sh", "-c", script + "echo went on"], capture_output=True, text=True, check=False
+        )
+
+    done = run()
+    assert done.returncode != 0
+    assert "went on" not in done.stdout
+    assert not files[sandbox.CA_CERT_FILE].exists()
+    files[SYSTEM_ROOTS].write_text("PUBLIC ROOTS\n")
+    done = run()
+    assert done.returncode == 0, done.stderr
+    assert files[sandbox.CA_CERT_FILE].read_text() == "PUBLIC ROOTS\nAGENT CA\n"

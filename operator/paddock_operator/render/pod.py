@@ -122,8 +122,13 @@ AGENT_CA_DIR = "/etc/paddock/agent-ca"
 
 
 def trust_script() -> str:
-    """Writes the bundle the other containers trust: the image's public roots plus the Agent CA."""
+    """Writes the bundle the other containers trust: the image's public roots plus the Agent CA.
+
+    Stops the init container when either file is missing: a partial bundle would only show up
+    later, as TLS failures in the harness.
+    """
     return (
+        "set -eu\n"
         f"cat {SYSTEM_ROOTS} {AGENT_CA_DIR}/{AGENT_CA_FILE} > {sandbox.CA_CERT_FILE}.tmp\n"
         f"mv {sandbox.CA_CERT_FILE}.tmp {sandbox.CA_CERT_FILE}\n"
     )
