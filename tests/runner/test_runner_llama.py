@@ -207,3 +207,36 @@ async def test_a_killed_runner_restarts_and_resumes_from_the_resent_history(
     last_request = model_tap.chat_requests[-1]["messages"]
     assert [m["role"] for m in last_request] == ["system", "user", "assistant", "user"]
     assert last_request[2]["content"] == history(first)[0].content
+
+
+@pytest.mark.asyncio
+async def test_a_session_longer_than_the_models_context_still_gets_its_answer(
+    model_tap: ModelTap, start_runner: StartRunner
+) -> None:
+    runner = start_runner(model_url=model_tap.model_url, **AGENT)
+    earlier: list[Message] = []
+    for i in range(40):  # ~25,000 characters: six times the tiny model's 4,096 (byte) tokens
+        earlier += [
+            user(f"question {i}: " + "words " * 100),
+            Message(role="assistant", content="ok"),
+        ]
+    question = user("And now?")
+    request = TurnRequest(
+        session_id="long", turn_id="long-1", messages=[*earlier, question], model="tiny-a"
+    )
+    async with client(runner) as http:
+        events = await run_turn(http, request)
+
+    assert events[-1].data == {"reason": "done"}, events[-3:]
+    (reply,) = of_type(events, "message")
+    assert reply.data["role"] == "assistant"
+    (notice,) = of_type(events, "output")
+    assert "context is full" in notice.data["text"]
+    # The server refused the whole history; what it answered kept the system message, the
+    # newest exchanges and the question, and was smaller.
+    refused, answered = model_tap.chat_requests[0], model_tap.chat_requests[-1]
+    assert len(refused["messages"]) == len(earlier) + 2
+    assert 2 < len(answered["messages"]) < len(refused["messages"])
+    assert answered["messages"][0]["role"] == "system"
+    assert answered["messages"][-1] == question.model_dump(exclude_none=True)
+    assert answered["messages"][1:-1] == refused["messages"][-len(answered["messages"]) + 1 : -1]

@@ -15,7 +15,8 @@ import httpx
 
 from paddock.modelserver import ModelServer, ModelServerError
 from paddock.protocol import Message, ToolCall, TurnRequest
-from paddock_runner.agent.chat import ModelError, complete
+from paddock_runner.agent.chat import ContextFullError, ModelError, complete
+from paddock_runner.agent.context import shorten
 from paddock_runner.agent.modes import ToolMode
 from paddock_runner.agent.tools import Tool, ToolError, ToolResult, Workspace
 from paddock_runner.harness import Emit, HarnessError
@@ -94,21 +95,42 @@ class CodingAgent:
     async def _ask(
         self, model: str, history: list[Message], tools: list[Tool], choice: str, emit: Emit
     ) -> Message:
-        body: dict[str, Any] = {"model": model, "max_tokens": self.config.max_tokens}
-        if self.config.temperature is not None:
-            body["temperature"] = self.config.temperature
-        body |= self.mode.request(history, tools, choice)
+        """One step's request. When the model's context is full, the oldest of history goes
+        (in place: the turn's later steps send the shorter one too) and the request is retried."""
         streams = self.mode.streams_text(choice)
 
         def on_text(text: str) -> None:
             if streams:
                 emit("token", {"text": text})
 
-        try:
-            completion = await complete(self.chat, body, on_text)
-        except (httpx.HTTPError, ModelError) as error:
-            raise HarnessError(f"model request failed: {error}") from error
-        return self.mode.reply(completion, choice)
+        while True:
+            body: dict[str, Any] = {"model": model, "max_tokens": self.config.max_tokens}
+            if self.config.temperature is not None:
+                body["temperature"] = self.config.temperature
+            body |= self.mode.request(history, tools, choice)
+            try:
+                completion = await complete(self.chat, body, on_text)
+            except ContextFullError as full:
+                shorter = shorten(
+                    history, prompt=full.prompt, context=full.context, reserve=body["max_tokens"]
+                )
+                if shorter is None:
+                    raise HarnessError(
+                        f"the turn does not fit the model's context even without the earlier "
+                        f"messages ({full}): start a new session, or give the model more context"
+                    ) from full
+                history[:] = shorter.messages
+                emit(
+                    "output",
+                    {
+                        "text": f"paddock: {_sizes(full)}: left out {shorter.left_out} "
+                        "of the oldest messages from this turn's requests"
+                    },
+                )
+                continue
+            except (httpx.HTTPError, ModelError) as error:
+                raise HarnessError(f"model request failed: {error}") from error
+            return self.mode.reply(completion, choice)
 
     async def _use(self, call: ToolCall, tools: list[Tool], emit: Emit) -> Message:
         """Run one tool call; failures are results too, so the model can read them and retry."""
@@ -122,6 +144,12 @@ class CodingAgent:
         message = Message(role="tool", tool_call_id=call.id, content=result.output)
         emit("message", message.model_dump(exclude_none=True))
         return message
+
+
+def _sizes(full: ContextFullError) -> str:
+    if full.prompt and full.context:
+        return f"the model's context is full ({full.prompt} tokens asked, {full.context} fit)"
+    return "the model's context is full"
 
 
 async def _run(tools: list[Tool], name: str, arguments: str) -> ToolResult:
