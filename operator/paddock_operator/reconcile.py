@@ -31,12 +31,29 @@ from paddock_operator.status import Observed, find_condition, status
 Obj = dict[str, Any]
 
 
+@dataclass
+class _Written:
+    """The last status this operator wrote for an Agent, and the versions it made stale."""
+
+    status: Obj
+    """The whole status after the write."""
+    version: str
+    """The Agent's resourceVersion after the write."""
+    stale: list[str]
+    """resourceVersions of the Agent that predate the write (the newest few)."""
+
+
+STALE_VERSIONS = 8
+
+
 @dataclass(frozen=True)
 class PodOutcome:
-    """The Pod as it stands after a reconcile, and the restart count it implies."""
+    """The Pod as it stands after a reconcile, the restart count it implies, and the Events
+    (type, reason, message) to post about what was done."""
 
     pod: Obj | None
     restarts: int
+    events: tuple[tuple[str, str, str], ...] = ()
 
 
 def agent_ref(body: Obj) -> AgentRef:
@@ -55,6 +72,10 @@ class Reconciler:
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        # Pod events read the Agent from kopf's index, which can still hold the version before
+        # this operator's last status write: without this, each such event would write the same
+        # status again.
+        self._written: dict[tuple[str, str, str], _Written] = {}
 
     def _lock(self, ref: AgentRef) -> asyncio.Lock:
         key = (ref.namespace, ref.name)
@@ -81,26 +102,41 @@ class Reconciler:
 
     async def _reconcile(self, ref: AgentRef, body: Obj) -> Obj:
         spec = AgentSpec.model_validate(body["spec"])
-        previous: Obj = body.get("status") or {}
-        ca, stub_values = await self._ensure_ca(ref, spec)
-        problem = await self._check_credentials(ref, spec)
-        # The Pod first: it names the objects below, and the kubelet waits for them to appear.
-        outcome = await self._ensure_pod(
-            ref, spec, stub_values, previous=previous, problem=problem, body=body
-        )
+        previous = self._status_of(ref, body)
+        # The Pod first, its requests ahead of every other Agent's follow-ups: the kubelet waits
+        # for the objects it names to appear. Only its NetworkPolicy comes before it, so that no
+        # sandbox ever runs open. An Agent with no status yet is new: its CA Secret and Pod are
+        # created straight away (a conflict falls back to reading).
+        with kube.urgent():
+            (ca, stub_values), problem, _ = await asyncio.gather(
+                self._ensure_ca(ref, spec, new=not previous),
+                self._check_credentials(ref, spec),
+                self.kube.apply(objects.network_policy(ref, self.settings)),
+            )
+            outcome = await self._ensure_pod(
+                ref, spec, stub_values, previous=previous, problem=problem
+            )
+        events = [*outcome.events]
+        if problem:
+            events.append(("Warning", *problem))
         await asyncio.gather(
             self.kube.apply(
                 objects.vault_config_map(ref, spec, stub_values, ca.cert_pem, self.settings)
             ),
             self.kube.apply(objects.service(ref)),
-            self.kube.apply(objects.network_policy(ref, self.settings)),
             self._ensure_workspace(ref, spec, body),
+            *(self.kube.event(body, type=t, reason=r, message=m) for t, r, m in events),
         )
         written = await self._write_status(
-            ref, spec, outcome.pod, restarts=outcome.restarts, problem=problem, previous=previous
+            ref,
+            spec,
+            outcome.pod,
+            restarts=outcome.restarts,
+            problem=problem,
+            previous=previous,
+            body=body,
         )
         if problem:
-            await self.kube.event(body, type="Warning", reason=problem[0], message=problem[1])
             raise kopf.TemporaryError(problem[1], delay=self.settings.retry_delay)
         return written
 
@@ -113,7 +149,7 @@ class Reconciler:
         if pod["metadata"].get("deletionTimestamp"):
             return  # its deletion event follows
         async with self._lock(ref):
-            previous: Obj = body.get("status") or {}
+            previous = self._status_of(ref, body)
             credentials = find_condition(previous, "CredentialsReady") or {}
             problem = None
             if credentials.get("status") == "False":
@@ -121,7 +157,7 @@ class Reconciler:
             spec = AgentSpec.model_validate(body["spec"])
             # The body may predate the last reconcile's status: leave restarts to reconciles.
             await self._write_status(
-                ref, spec, pod, restarts=None, problem=problem, previous=previous
+                ref, spec, pod, restarts=None, problem=problem, previous=previous, body=body
             )
 
     async def _write_status(
@@ -133,8 +169,10 @@ class Reconciler:
         restarts: int | None,
         problem: tuple[str, str] | None,
         previous: Obj,
+        body: Obj,
     ) -> Obj:
-        """Patch the status subresource, unless it already says exactly this.
+        """Patch the status subresource, unless previous (the status as it stands, body's or the
+        one last written) already says exactly this.
 
         restarts None leaves the count as it is (a merge patch without the field).
         """
@@ -154,23 +192,58 @@ class Reconciler:
         if restarts is None:
             del written["restarts"]
         if any(previous.get(k) != v for k, v in written.items()):
-            await self.kube.patch(self._agent_path(ref, "status"), {"status": written})
+            patched = await self.kube.patch(self._agent_path(ref, "status"), {"status": written})
+            key = (ref.namespace, ref.name, ref.uid)
+            known = self._written.get(key)
+            stale = [*known.stale, known.version] if known else []
+            if base := body["metadata"].get("resourceVersion"):
+                stale.append(base)
+            version = str(patched.get("metadata", {}).get("resourceVersion", ""))
+            self._written[key] = _Written(
+                status=patched.get("status") or {**previous, **written},
+                version=version,
+                stale=[v for v in stale if v != version][-STALE_VERSIONS:],
+            )
         return written
 
+    def _status_of(self, ref: AgentRef, body: Obj) -> Obj:
+        """The Agent's status: body's, unless body predates this operator's last status write."""
+        known = self._written.get((ref.namespace, ref.name, ref.uid))
+        version = body["metadata"].get("resourceVersion")
+        if known is not None and version in known.stale:
+            return known.status
+        status: Obj = body.get("status") or {}
+        return status
+
+    def forget_all_but(self, agents: list[Obj]) -> None:
+        """Drop what is remembered of Agents not among these (the resync's complete list)."""
+        keep = {
+            (a["metadata"]["namespace"], a["metadata"]["name"], a["metadata"]["uid"])
+            for a in agents
+        }
+        for key in [k for k in self._written if k not in keep]:
+            del self._written[key]
+
     async def _ensure_ca(
-        self, ref: AgentRef, spec: AgentSpec
+        self, ref: AgentRef, spec: AgentSpec, *, new: bool
     ) -> tuple[pki.KeyPair, dict[str, str]]:
-        """The Agent's CA and stubs: made once, kept; new credentials get new stubs."""
+        """The Agent's CA and stubs: made once, kept; new credentials get new stubs.
+
+        new: the Agent has no status yet, so its CA Secret most likely does not exist: create it
+        without reading first.
+        """
         path = kube.path("v1", "secrets", ref.namespace, ref.ca_secret)
-        secret = await self.kube.get(path)
+        secret = None if new else await self.kube.get(path)
         if secret is None:
             ca = pki.new_ca(f"paddock agent {ref.namespace}/{ref.name}")
             values = stubs.reconcile_stubs(spec, {})
             try:
                 await self.kube.create(objects.ca_secret(ref, ca, values))
-            except ConflictError as error:  # another reconcile made it first: use theirs
-                raise kopf.TemporaryError("CA Secret appeared meanwhile", delay=0.5) from error
-            return ca, values
+                return ca, values
+            except ConflictError:  # made before (a reconcile cut short): keep that one
+                secret = await self.kube.get(path)
+            if secret is None:
+                raise kopf.TemporaryError("the CA Secret is being replaced", delay=0.5)
         data = {k: base64.b64decode(v) for k, v in secret.get("data", {}).items()}
         ca = pki.KeyPair(data["tls.crt"], data["tls.key"])
         existing: dict[str, str] = json.loads(data.get("stubs.json", b"{}"))
@@ -217,40 +290,37 @@ class Reconciler:
         *,
         previous: Obj,
         problem: tuple[str, str] | None,
-        body: Obj,
     ) -> PodOutcome:
         path = kube.path("v1", "pods", ref.namespace, ref.pod)
         restarts = int(previous.get("restarts", 0))
-        existing = await self.kube.get(path)
-        if existing is not None:
-            meta = existing["metadata"]
-            if meta.get("deletionTimestamp"):
-                return PodOutcome(None, restarts)  # its deletion event brings us back
-            why = self._replace_reason(existing, spec)
-            if why is None:
-                return PodOutcome(existing, restarts)
-            restarts += why == "PodFailed"
-            await self.kube.delete(path, uid=meta["uid"])
-            await self.kube.event(
-                body,
-                type="Normal",
-                reason="PodDeleted",
-                message=f"deleted {ref.pod}: {why}",
-            )
+        wanted = not (spec.suspend or problem)
+        # No Pod in the last status: most likely there is none now, so try to create it first.
+        create_first = wanted and not previous.get("podName")
+        existing = None if create_first else await self.kube.get(path)
+        if existing is None and wanted:
+            if previous.get("podName"):
+                restarts += 1  # it was there last time and nobody here removed it
+            desired = render_pod(ref, spec, self.settings, stub_values)
+            try:
+                created = await self.kube.create(desired)
+            except ConflictError:  # only when create_first: restarts is as it was
+                existing = await self.kube.get(path)
+                if existing is None:  # gone again in between: its deletion event brings us back
+                    return PodOutcome(None, restarts)
+            else:
+                event = ("Normal", "PodCreated", f"created {ref.pod}")
+                return PodOutcome(created, restarts, (event,))
+        if existing is None:
             return PodOutcome(None, restarts)
-        if spec.suspend or problem:
-            return PodOutcome(None, restarts)
-        if previous.get("podName"):
-            restarts += 1  # it was there last time and nobody here removed it
-        desired = render_pod(ref, spec, self.settings, stub_values)
-        try:
-            created = await self.kube.create(desired)
-        except ConflictError as error:
-            raise kopf.TemporaryError("the sandbox Pod appeared meanwhile", delay=0.5) from error
-        await self.kube.event(
-            body, type="Normal", reason="PodCreated", message=f"created {ref.pod}"
-        )
-        return PodOutcome(created, restarts)
+        meta = existing["metadata"]
+        if meta.get("deletionTimestamp"):
+            return PodOutcome(None, restarts)  # its deletion event brings us back
+        why = self._replace_reason(existing, spec)
+        if why is None:
+            return PodOutcome(existing, restarts)
+        restarts += why == "PodFailed"
+        await self.kube.delete(path, uid=meta["uid"])
+        return PodOutcome(None, restarts, (("Normal", "PodDeleted", f"deleted {ref.pod}: {why}"),))
 
     def _replace_reason(self, existing: Obj, spec: AgentSpec) -> str | None:
         if spec.suspend:

@@ -25,6 +25,7 @@ async def resync_once(reconciler: Reconciler, namespaces: list[str], *, parallel
         kube.path(api.API_VERSION, api.PLURAL)
     ]
     agents = [agent for path in paths for agent in await reconciler.kube.list(path)]
+    reconciler.forget_all_but(agents)  # every Agent the operator watches: the rest are gone
     gate = asyncio.Semaphore(parallel)
 
     async def one(body: kube.Obj) -> None:

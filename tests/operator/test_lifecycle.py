@@ -101,6 +101,36 @@ def test_agent_gets_its_objects_and_becomes_ready(
     assert "PodCreated" in events
 
 
+def created_at(cluster: Cluster, collection: str, name: str, since: str) -> int:
+    """The revision at which an object was created: its ADDED event on a watch from since."""
+    url = f"{collection}?watch=1&resourceVersion={since}&timeoutSeconds=1"
+    for line in cluster.kubectl("get", "--raw", url).splitlines():
+        event = json.loads(line)
+        if event["type"] == "ADDED" and event["object"]["metadata"]["name"] == name:
+            return int(event["object"]["metadata"]["resourceVersion"])
+    raise AssertionError(f"no ADDED event for {name} in {collection} since {since}")
+
+
+def test_no_sandbox_pod_exists_before_its_network_policy(
+    operator: KopfRunner, cluster: Cluster
+) -> None:
+    """Else the runner would be open to every Pod in the cluster until the policy came."""
+    cluster.apply(*secrets(cluster))  # first: a reconcile that waits on them makes no Pod
+    since = json.loads(cluster.kubectl("get", "secrets", "-o", "json"))["metadata"][
+        "resourceVersion"
+    ]
+    agent = example_agent(ENGINES["llamacpp"])
+    name = agent["metadata"]["name"]
+    cluster.apply(agent)
+    cluster.wait_pod(name)
+    ns = f"/namespaces/{cluster.namespace}"
+    policy = created_at(
+        cluster, f"/apis/networking.k8s.io/v1{ns}/networkpolicies", f"{name}-sandbox", since
+    )
+    pod = created_at(cluster, f"/api/v1{ns}/pods", f"{name}-sandbox", since)
+    assert policy < pod, f"the Pod (revision {pod}) came before its NetworkPolicy ({policy})"
+
+
 def _exposed(pod: Obj, container: Obj) -> set[str]:
     """Every Secret a container can read: env, envFrom, and mounted volumes."""
     names: set[str] = set()

@@ -1,0 +1,77 @@
+"""The operator's request gate: a bounded number in flight, urgent requests first (pure logic)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from paddock_operator.kube import NORMAL, URGENT, PriorityGate
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_waiters_get_in_by_priority_then_in_order() -> None:
+    gate = PriorityGate(1)
+    admitted: list[str] = []
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with gate.slot(NORMAL):
+            await release.wait()
+
+    async def one(name: str, priority: int) -> None:
+        async with gate.slot(priority):
+            admitted.append(name)
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    waiters = [
+        asyncio.create_task(one(name, priority))
+        for name, priority in [("n1", NORMAL), ("u1", URGENT), ("n2", NORMAL), ("u2", URGENT)]
+    ]
+    await asyncio.sleep(0)
+    assert admitted == []  # the one place is held
+    release.set()
+    await asyncio.gather(holder, *waiters)
+    assert admitted == ["u1", "u2", "n1", "n2"]
+
+
+async def test_never_more_than_the_limit_in_flight() -> None:
+    gate = PriorityGate(3)
+    inside = peak = 0
+
+    async def one(priority: int) -> None:
+        nonlocal inside, peak
+        async with gate.slot(priority):
+            inside += 1
+            peak = max(peak, inside)
+            await asyncio.sleep(0.001)
+            inside -= 1
+
+    await asyncio.gather(*(one(i % 2) for i in range(40)))
+    assert peak == 3
+
+
+async def test_a_cancelled_waiter_does_not_lose_a_place() -> None:
+    gate = PriorityGate(1)
+
+    async def enter() -> None:
+        async with gate.slot(URGENT):
+            pass
+
+    # Cancelled while it waits: the place skips it.
+    async with gate.slot(NORMAL):
+        waiting = asyncio.create_task(enter())
+        await asyncio.sleep(0)
+        waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await asyncio.wait_for(enter(), timeout=1)
+
+    # Handed the place, then cancelled before it ran: it gives the place back.
+    async with gate.slot(NORMAL):
+        handed = asyncio.create_task(enter())
+        await asyncio.sleep(0)
+    handed.cancel()  # leaving the block handed it the place; it has not run since
+    assert isinstance((await asyncio.gather(handed, return_exceptions=True))[0], BaseException)
+    await asyncio.wait_for(enter(), timeout=1)
