@@ -18,7 +18,16 @@ EXAMPLE="${EXAMPLE:-1}"
 export PATH="/usr/bin:$PATH"  # Debian's docker client, which kind drives
 log() { printf '\033[1mdev:\033[0m %s\n' "$*" >&2; }
 
-hack/docker.sh
+# One at a time per cluster (make dev while the tests run): two would race on kind and helm.
+lock="${PADDOCK_CACHE:-$HOME/.cache/paddock}/kind-up-$CLUSTER.lock"
+mkdir -p "${lock%/*}"
+exec 9>"$lock"
+if ! flock -n 9; then
+  log "another kind/up.sh is working on cluster $CLUSTER: waiting for it"
+  flock 9
+fi
+
+hack/docker.sh 9>&-  # it may start dockerd, which must not hold the lock
 eval "$(hack/kube-binaries.sh)"
 eval "$(kind/tools.sh)"
 kind() { "$PADDOCK_KIND" "$@"; }
