@@ -38,10 +38,6 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | No
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf and log in the operator's own API client."""
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="paddock.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="paddock.dev", key="last-handled-configuration"
-    )
     # kopf's own "handler succeeded" chatter stays in the log; our Events are posted explicitly.
     settings.posting.level = logging.WARNING
     ours = OperatorSettings()
@@ -67,15 +63,22 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if "resync" in memo:
         memo["resync"].cancel()
     if "reconciler" in memo:
+        _reconciler(memo).close()
         await _reconciler(memo).kube.aclose()
 
 
-@kopf.on.resume(*AGENTS)
-@kopf.on.create(*AGENTS)
-@kopf.on.update(*AGENTS)
-async def agent_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """An Agent appeared, changed, or was there when the operator started."""
-    await _reconciler(memo).reconcile(dict(body))
+@kopf.on.event(*AGENTS)
+async def agent_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """An Agent appeared (type None: it was there when the operator started), changed or went.
+
+    A low-level handler, not kopf's on.create/on.update: those store each handled spec in an
+    annotation, one more write per change. The reconciler takes on each generation once and
+    retries on its own; the garbage collector removes what a deleted Agent owned.
+    """
+    if type == "DELETED":
+        _reconciler(memo).forget(dict(body))
+    else:
+        await _reconciler(memo).agent_seen(dict(body))
 
 
 @kopf.index(*AGENTS)

@@ -2,7 +2,11 @@
 
 Idempotent and non-blocking: every step checks before it acts. What has to wait on the API
 server's own progress (an old Pod still terminating) ends the reconcile: the Pod's deletion event
-starts the next one. What waits on the user (a missing Secret) raises kopf.TemporaryError.
+starts the next one. What waits on the user (a missing Secret) raises kopf.TemporaryError, and
+attempt() tries again after its delay.
+
+Each Agent generation is taken on once (agent_seen): the operator writes nothing to the Agent but
+its status, so kopf's change-detection annotation (a second write per change) is not used.
 """
 
 from __future__ import annotations
@@ -10,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import kopf
 
 from paddock import pki, sandbox
 from paddock.api import agent as api
 from paddock.api.agent import AgentSpec
 from paddock_operator import kube, stubs
-from paddock_operator.kube import ConflictError, InvalidError, Kube
+from paddock_operator.kube import ConflictError, InvalidError, Kube, KubeError
 from paddock_operator.names import SPEC_HASH, AgentRef
 from paddock_operator.render import objects
 from paddock_operator.render.pod import pod as render_pod
@@ -29,6 +35,7 @@ from paddock_operator.settings import OperatorSettings
 from paddock_operator.status import Observed, find_condition, status
 
 Obj = dict[str, Any]
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,6 +83,80 @@ class Reconciler:
         # this operator's last status write: without this, each such event would write the same
         # status again.
         self._written: dict[tuple[str, str, str], _Written] = {}
+        # The generation of each Agent this operator has taken on (reconciled, or retrying).
+        self._handled: dict[tuple[str, str, str], int] = {}
+        self._retries: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def agent_seen(self, body: Obj) -> None:
+        """An Agent event (the first listing's included): take on each generation once.
+
+        Status and metadata changes (this operator's own status writes among them) come back as
+        events too; they change no generation and start nothing.
+        """
+        ref = agent_ref(body)
+        key = (ref.namespace, ref.name, ref.uid)
+        if body["metadata"].get("deletionTimestamp") or self._handled.get(key) == ref.generation:
+            return
+        self._handled[key] = ref.generation
+        await self.attempt(body)
+
+    async def attempt(self, body: Obj) -> None:
+        """Reconcile, and when that has to wait or fails, try again later on our own."""
+        ref = agent_ref(body)
+        try:
+            await self.reconcile(body)
+        except kopf.TemporaryError as error:
+            logger.info("Agent %s/%s waits: %s", ref.namespace, ref.name, error)
+            self._retry_later(ref, error.delay or self.settings.retry_delay)
+        except (KubeError, httpx.HTTPError) as error:
+            logger.warning("reconciling Agent %s/%s failed: %s", ref.namespace, ref.name, error)
+            self._retry_later(ref, self.settings.retry_delay)
+        else:
+            self._cancel_retry((ref.namespace, ref.name, ref.uid))
+
+    def forget(self, body: Obj) -> None:
+        """The Agent is gone: drop what is remembered of it and any retry."""
+        ref = agent_ref(body)
+        key = (ref.namespace, ref.name, ref.uid)
+        self._cancel_retry(key)
+        self._handled.pop(key, None)
+        self._written.pop(key, None)
+
+    def close(self) -> None:
+        """Stop every pending retry."""
+        for handle in self._retries.values():
+            handle.cancel()
+        self._retries.clear()
+        for task in self._tasks:
+            task.cancel()
+
+    def _retry_later(self, ref: AgentRef, delay: float) -> None:
+        key = (ref.namespace, ref.name, ref.uid)
+        self._cancel_retry(key)
+        loop = asyncio.get_running_loop()
+        self._retries[key] = loop.call_later(delay, self._start_retry, ref)
+
+    def _cancel_retry(self, key: tuple[str, str, str]) -> None:
+        if handle := self._retries.pop(key, None):
+            handle.cancel()
+
+    def _start_retry(self, ref: AgentRef) -> None:
+        self._retries.pop((ref.namespace, ref.name, ref.uid), None)
+        task = asyncio.create_task(self._retry(ref), name=f"retry {ref.namespace}/{ref.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _retry(self, ref: AgentRef) -> None:
+        try:
+            fresh = await self.kube.get(self._agent_path(ref))
+        except (KubeError, httpx.HTTPError) as error:
+            logger.warning("reading Agent %s/%s failed: %s", ref.namespace, ref.name, error)
+            self._retry_later(ref, self.settings.retry_delay)
+            return
+        if fresh is None or fresh["metadata"]["uid"] != ref.uid:
+            return  # deleted meanwhile
+        await self.attempt(fresh)
 
     def _lock(self, ref: AgentRef) -> asyncio.Lock:
         key = (ref.namespace, ref.name)
@@ -143,7 +224,7 @@ class Reconciler:
     async def observe_pod(self, body: Obj, pod: Obj, *, deleted: bool) -> None:
         """A sandbox Pod changed: refresh the status; a Pod that is gone or failed is replaced."""
         if deleted or pod.get("status", {}).get("phase") == "Failed":
-            await self.reconcile(body)
+            await self.attempt(body)
             return
         ref = agent_ref(body)
         if pod["metadata"].get("deletionTimestamp"):
@@ -223,6 +304,8 @@ class Reconciler:
         }
         for key in [k for k in self._written if k not in keep]:
             del self._written[key]
+        for key in [k for k in self._handled if k not in keep]:
+            del self._handled[key]
 
     async def _ensure_ca(
         self, ref: AgentRef, spec: AgentSpec, *, new: bool

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import kopf
-
 from paddock.api import agent as api
 from paddock_operator import kube
 from paddock_operator.kube import KubeError
@@ -30,11 +28,7 @@ async def resync_once(reconciler: Reconciler, namespaces: list[str], *, parallel
 
     async def one(body: kube.Obj) -> None:
         async with gate:
-            try:
-                await reconciler.reconcile(body)
-            except (kopf.TemporaryError, KubeError) as error:
-                meta = body["metadata"]
-                logger.info("resync of %s/%s: %s", meta["namespace"], meta["name"], error)
+            await reconciler.attempt(body)  # what has to wait is retried by the reconciler
 
     await asyncio.gather(*(one(a) for a in agents))
     return len(agents)

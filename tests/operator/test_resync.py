@@ -52,4 +52,5 @@ async def test_resync_recreates_what_was_lost_while_nobody_watched(
         agent_now = cluster.get("agent", "quiet") or {}
         assert not agent_now["metadata"].get("finalizers"), "an Agent must stay deletable"
     finally:
+        reconciler.close()
         await reconciler.kube.aclose()
