@@ -98,7 +98,7 @@ class Watcher:
             await asyncio.sleep(0.01)
 
 
-IN_FLIGHT = 16
+IN_FLIGHT = 8
 """Requests in flight when the bench itself makes an Agent's objects (the floors): as many as the
 operator's client has (its default). httpx spends CPU per queued request scanning its pool, which
 with hundreds queued would bill the floors for the bench client's own overhead."""

@@ -14,6 +14,7 @@ from paddock_operator.names import AGENT_LABEL
 from paddock_operator.reconcile import Reconciler
 from paddock_operator.resync import resync_forever
 from paddock_operator.settings import OperatorSettings
+from paddock_operator.storage import NoDiffBase, NoProgress
 
 AGENTS = (api.GROUP, api.VERSION, api.PLURAL)
 
@@ -38,6 +39,8 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | No
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf and log in the operator's own API client."""
+    settings.persistence.diffbase_storage = NoDiffBase()
+    settings.persistence.progress_storage = NoProgress()
     # kopf's own "handler succeeded" chatter stays in the log; our Events are posted explicitly.
     settings.posting.level = logging.WARNING
     ours = OperatorSettings()

@@ -147,7 +147,7 @@ class PriorityGate:
 class Kube:
     """Async access to one API server with one identity."""
 
-    def __init__(self, client: httpx.AsyncClient, *, in_flight: int = 16) -> None:
+    def __init__(self, client: httpx.AsyncClient, *, in_flight: int = 8) -> None:
         self.client = client
         # httpcore scans its whole queue and pool for every request it places: with hundreds of
         # requests waiting that scan dominated the operator's CPU. Waiting here costs nothing,
@@ -156,7 +156,7 @@ class Kube:
 
     @classmethod
     def from_connection(
-        cls, info: kopf.ConnectionInfo, *, in_flight: int = 16, timeout: float = 30
+        cls, info: kopf.ConnectionInfo, *, in_flight: int = 8, timeout: float = 30
     ) -> Self:
         """A client with the credentials kopf logged in with (kubeconfig or service account)."""
         context = ssl.create_default_context()
