@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from paddock.api import agent as api
-from paddock_operator.kube import Kube
+from paddock_operator.kube import SERVICE_ACCOUNT_TOKEN, Kube
 from paddock_operator.names import AGENT_LABEL
 from paddock_operator.reconcile import Reconciler
 from paddock_operator.resync import resync_forever
@@ -47,11 +47,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # No limit on kopf's per-object workers: a worker waits until the Agent index is complete,
     # so a limit below the number of Agents deadlocks the operator at start-up.
     settings.queueing.worker_limit = None
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    info = _credentials(settings)
+    in_cluster = kopf.login_with_service_account(settings=settings)
+    info = in_cluster or kopf.login_with_kubeconfig(settings=settings)
     if info is None:
         raise kopf.PermanentError("no in-cluster service account and no kubeconfig to log in with")
-    client = Kube.from_connection(info, in_flight=ours.api_requests_in_flight)
+    client = Kube.from_connection(
+        info,
+        in_flight=ours.api_requests_in_flight,
+        # The kubelet rotates the projected token: re-read it rather than keep the first one.
+        token_file=SERVICE_ACCOUNT_TOKEN if in_cluster else None,
+    )
     reconciler = Reconciler(client, ours)
     memo["reconciler"] = reconciler
     namespaces = list(memo.get("namespaces", []))

@@ -1,4 +1,4 @@
-"""A small async Kubernetes API client on httpx: get, create, server-side apply, patch, delete.
+"""A small async Kubernetes API client on aiohttp: get, create, server-side apply, patch, delete.
 
 The operator talks to the API server through this class only, and tests hand it a client built for
 the real test API server. Errors come out as KubeError subclasses keyed on the HTTP status.
@@ -13,12 +13,14 @@ import itertools
 import json
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Self
 
-import httpx
+import aiohttp
 import kopf
 
 FIELD_MANAGER = "paddock-operator"
@@ -46,6 +48,10 @@ class ConflictError(KubeError):
 
 class InvalidError(KubeError):
     """422, or 403 from an admission plugin: the object was rejected."""
+
+
+class UnavailableError(KubeError):
+    """No answer: the connection failed or the request timed out (status 0)."""
 
 
 _BY_STATUS: dict[int, type[KubeError]] = {404: NotFoundError, 409: ConflictError, 422: InvalidError}
@@ -144,19 +150,52 @@ class PriorityGate:
         self._free += 1
 
 
-class Kube:
-    """Async access to one API server with one identity."""
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
-    def __init__(self, client: httpx.AsyncClient, *, in_flight: int = 8) -> None:
-        self.client = client
-        # httpcore scans its whole queue and pool for every request it places: with hundreds of
-        # requests waiting that scan dominated the operator's CPU. Waiting here costs nothing,
-        # and lets urgent() requests go first.
+
+class Kube:
+    """Async access to one API server with one identity, on aiohttp.
+
+    aiohttp, not httpx: measured against the test API server, httpx (over anyio's TLS streams)
+    spent 1.3 ms of CPU per request and aiohttp 0.22 ms; the operator is mostly requests.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        ssl_context: ssl.SSLContext,
+        headers: dict[str, str],
+        in_flight: int = 8,
+        timeout: float = 30,
+        token_file: Path | None = None,
+        token_max_age: float = 60,
+    ) -> None:
+        """Call from inside the event loop that will use it (aiohttp binds its session to it).
+
+        token_file: a bearer token to re-read every token_max_age seconds (a projected service
+        account token is rotated by the kubelet); it replaces any Authorization in headers.
+        """
+        self.server = server.rstrip("/")
+        self._headers = dict(headers)
+        self._token_file = token_file
+        self._token_max_age = token_max_age
+        self._token_read: float | None = None
+        connector = aiohttp.TCPConnector(limit=in_flight, ssl=ssl_context)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
+        )
+        # At most in_flight requests at once, urgent() ones first; the rest wait here.
         self._gate = PriorityGate(in_flight)
 
     @classmethod
     def from_connection(
-        cls, info: kopf.ConnectionInfo, *, in_flight: int = 8, timeout: float = 30
+        cls,
+        info: kopf.ConnectionInfo,
+        *,
+        in_flight: int = 8,
+        timeout: float = 30,
+        token_file: Path | None = None,
     ) -> Self:
         """A client with the credentials kopf logged in with (kubeconfig or service account)."""
         context = ssl.create_default_context()
@@ -170,31 +209,66 @@ class Kube:
             context.verify_mode = ssl.CERT_NONE
         if info.certificate_path and info.private_key_path:
             context.load_cert_chain(str(info.certificate_path), str(info.private_key_path))
-        client = httpx.AsyncClient(
-            base_url=info.server,
-            verify=context,
+        return cls(
+            info.server,
+            ssl_context=context,
             headers=info.as_http_headers(),
+            in_flight=in_flight,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
+            token_file=token_file,
         )
-        return cls(client, in_flight=in_flight)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self.client.aclose()
+        await self._session.close()
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> Obj:
-        async with self._gate.slot(_priority.get()):
-            response = await self.client.request(method, url, **kwargs)
-        if response.is_success:
-            body: Obj = response.json() if response.content else {}
-            return body
+    def _auth_headers(self) -> dict[str, str]:
+        now = time.monotonic()
+        stale = self._token_read is None or now - self._token_read >= self._token_max_age
+        if self._token_file is not None and stale:
+            try:
+                token = self._token_file.read_text().strip()
+            except OSError as error:  # keep the last one: it may still be valid
+                logger.warning("could not re-read %s: %s", self._token_file, error)
+            else:
+                self._headers["Authorization"] = f"Bearer {token}"
+            self._token_read = now
+        return self._headers
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Obj | None = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        headers = self._auth_headers()
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers = {**headers, "Content-Type": content_type}
         try:
-            status: Obj = response.json()
-        except json.JSONDecodeError:
-            status = {"reason": response.reason_phrase, "message": response.text[:500]}
-        error = _BY_STATUS.get(response.status_code, KubeError)
-        raise error(response.status_code, status.get("reason", ""), status.get("message", ""))
+            async with (
+                self._gate.slot(_priority.get()),
+                self._session.request(
+                    method, self.server + url, params=params, data=data, headers=headers
+                ) as response,
+            ):
+                status, reason, content = response.status, response.reason, await response.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            message = f"{method} {url}: {type(error).__name__} {error}".strip()
+            raise UnavailableError(0, "Unavailable", message) from error
+        if 200 <= status < 300:
+            found: Obj = json.loads(content) if content else {}
+            return found
+        try:
+            answer: Obj = json.loads(content)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            answer = {"reason": reason or "", "message": content[:500].decode(errors="replace")}
+        error_type = _BY_STATUS.get(status, KubeError)
+        raise error_type(status, answer.get("reason", ""), answer.get("message", ""))
 
     async def get(self, url: str) -> Obj | None:
         """The object at url, or None if it does not exist."""
@@ -205,14 +279,14 @@ class Kube:
 
     async def list(self, url: str, *, label_selector: str | None = None) -> list[Obj]:
         """The items of a collection."""
-        params = {"labelSelector": label_selector} if label_selector else {}
+        params = {"labelSelector": label_selector} if label_selector else None
         items: list[Obj] = (await self._request("GET", url, params=params)).get("items", [])
         return items
 
     async def create(self, obj: Obj) -> Obj:
         """Create obj; ConflictError if an object of that name exists."""
         collection = path_of(obj).rsplit("/", 1)[0]
-        return await self._request("POST", collection, json=obj)
+        return await self._request("POST", collection, body=obj)
 
     async def apply(self, obj: Obj) -> Obj:
         """Server-side apply obj as the operator's field manager, taking over conflicting fields."""
@@ -220,17 +294,14 @@ class Kube:
             "PATCH",
             path_of(obj),
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
-            content=json.dumps(obj),
-            headers={"Content-Type": "application/apply-patch+yaml"},
+            body=obj,
+            content_type="application/apply-patch+yaml",
         )
 
     async def patch(self, url: str, patch: Obj) -> Obj:
         """A JSON merge patch."""
         return await self._request(
-            "PATCH",
-            url,
-            content=json.dumps(patch),
-            headers={"Content-Type": "application/merge-patch+json"},
+            "PATCH", url, body=patch, content_type="application/merge-patch+json"
         )
 
     async def event(self, about: Obj, *, type: str, reason: str, message: str) -> None:
@@ -259,8 +330,8 @@ class Kube:
         }
         url = path("v1", "events", meta["namespace"])
         try:
-            await self._request("POST", url, json=event)
-        except (KubeError, httpx.HTTPError) as error:
+            await self._request("POST", url, body=event)
+        except KubeError as error:
             logger.warning("could not post event %s about %s: %s", reason, meta["name"], error)
 
     async def delete(self, url: str, *, uid: str | None = None, grace: int | None = None) -> bool:
@@ -275,7 +346,7 @@ class Kube:
         if grace is not None:
             options["gracePeriodSeconds"] = grace
         try:
-            await self._request("DELETE", url, json=options)
+            await self._request("DELETE", url, body=options)
         except NotFoundError:
             return False
         return True

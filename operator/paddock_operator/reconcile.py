@@ -19,7 +19,6 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import kopf
 
 from paddock import pki, sandbox
@@ -109,7 +108,7 @@ class Reconciler:
         except kopf.TemporaryError as error:
             logger.info("Agent %s/%s waits: %s", ref.namespace, ref.name, error)
             self._retry_later(ref, error.delay or self.settings.retry_delay)
-        except (KubeError, httpx.HTTPError) as error:
+        except KubeError as error:
             logger.warning("reconciling Agent %s/%s failed: %s", ref.namespace, ref.name, error)
             self._retry_later(ref, self.settings.retry_delay)
         else:
@@ -150,7 +149,7 @@ class Reconciler:
     async def _retry(self, ref: AgentRef) -> None:
         try:
             fresh = await self.kube.get(self._agent_path(ref))
-        except (KubeError, httpx.HTTPError) as error:
+        except KubeError as error:
             logger.warning("reading Agent %s/%s failed: %s", ref.namespace, ref.name, error)
             self._retry_later(ref, self.settings.retry_delay)
             return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ssl
 
-import httpx
 import pytest
 
 from paddock.testing.apiserver import ApiServer
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.apiserver
 def admin_client(server: ApiServer) -> Kube:
     context = ssl.create_default_context(cafile=str(server.ca_file))
     headers = {"Authorization": f"Bearer {server.token}"}
-    return Kube(httpx.AsyncClient(base_url=server.url, verify=context, headers=headers))
+    return Kube(server.url, ssl_context=context, headers=headers)
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,49 @@
+"""The operator's API client against the real API server: credentials and failures."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+
+from paddock.testing.apiserver import ApiServer
+from paddock.testing.proc import free_port
+from paddock_operator.kube import Kube, KubeError, UnavailableError
+
+pytestmark = [pytest.mark.apiserver, pytest.mark.asyncio]
+
+
+def context(server: ApiServer) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(server.ca_file))
+
+
+async def test_a_rotated_service_account_token_is_picked_up(
+    apiserver: ApiServer, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("not-a-token-the-api-server-knows\n")
+    kube = Kube(apiserver.url, ssl_context=context(apiserver), headers={}, token_file=token,
+                token_max_age=0)  # fmt: skip
+    try:
+        with pytest.raises(KubeError) as refused:
+            await kube.list("/api/v1/namespaces")
+        assert refused.value.status == 401
+        token.write_text(apiserver.token + "\n")  # what the kubelet does when it rotates it
+        names = {n["metadata"]["name"] for n in await kube.list("/api/v1/namespaces")}
+        assert "default" in names
+    finally:
+        await kube.aclose()
+
+
+async def test_no_answer_is_an_unavailable_error_not_a_crash(apiserver: ApiServer) -> None:
+    gone = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    headers = {"Authorization": f"Bearer {apiserver.token}"}
+    kube = Kube(gone, ssl_context=context(apiserver), headers=headers)
+    try:
+        with pytest.raises(UnavailableError) as failed:
+            await kube.get("/api/v1/namespaces/default")
+        assert failed.value.status == 0
+        assert "GET /api/v1/namespaces/default" in failed.value.message
+    finally:
+        await kube.aclose()
