@@ -166,7 +166,7 @@ class Kube:
         *,
         ssl_context: ssl.SSLContext,
         headers: dict[str, str],
-        in_flight: int = 8,
+        in_flight: int = 16,
         timeout: float = 30,
         token_file: Path | None = None,
         token_max_age: float = 60,
@@ -193,7 +193,7 @@ class Kube:
         cls,
         info: kopf.ConnectionInfo,
         *,
-        in_flight: int = 8,
+        in_flight: int = 16,
         timeout: float = 30,
         token_file: Path | None = None,
     ) -> Self:
