@@ -6,11 +6,13 @@ import base64
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from paddock.testing.agents import minimal_agent
@@ -65,15 +67,41 @@ def sandbox_pods(cluster: Cluster) -> list[dict[str, object]]:
     return items
 
 
+def apply_and_kill_at_the_first_pod(
+    cluster: Cluster, operator: OperatorProcess, agents: list[dict[str, object]]
+) -> None:
+    """Apply the Agents, and SIGKILL the operator the moment the first sandbox Pod exists (a
+    watch, not polling: the operator makes a Pod in milliseconds)."""
+    server = cluster.server
+    with (
+        httpx.Client(
+            base_url=server.url,
+            verify=ssl.create_default_context(cafile=str(server.ca_file)),
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=60,
+        ) as client,
+        client.stream(
+            "GET",
+            f"/api/v1/namespaces/{cluster.namespace}/pods",
+            params={"watch": "1", "labelSelector": "paddock.dev/agent"},
+        ) as pods,
+    ):
+        cluster.apply(*agents)
+        for line in pods.iter_lines():
+            if json.loads(line)["type"] == "ADDED":
+                operator.kill()
+                return
+    raise AssertionError("the watch ended before any sandbox Pod appeared")
+
+
 def test_killed_mid_reconcile_converges_without_duplicates(
     cluster: Cluster, operator_process: OperatorProcess
 ) -> None:
     cluster.apply(cluster.secret("token", v="real-token-value"))
     operator_process.start()
-    cluster.apply(*(minimal_agent(f"a{i}") for i in range(AGENTS)))
-    # Kill it as soon as it has started on the batch, while most Agents are still in flight.
-    wait_for(lambda: len(sandbox_pods(cluster)) >= 1, "the first sandbox Pod", timeout=60)
-    operator_process.kill()
+    apply_and_kill_at_the_first_pod(
+        cluster, operator_process, [minimal_agent(f"a{i}") for i in range(AGENTS)]
+    )
     # The Pods go first (their requests are urgent): the kill lands while the rest of the batch
     # (Services, ConfigMaps, claims, statuses) is still in flight.
     agents = json.loads(cluster.kubectl("get", "agents", "-o", "json"))["items"]
