@@ -62,6 +62,19 @@ class PodOutcome:
     events: tuple[tuple[str, str, str], ...] = ()
 
 
+def _reported(status: Obj, problem: tuple[str, str]) -> bool:
+    """Whether the status already says CredentialsReady=False for exactly this problem."""
+    condition = find_condition(status, "CredentialsReady") or {}
+    return (
+        condition.get("status") == "False"
+        and (
+            condition.get("reason"),
+            condition.get("message"),
+        )
+        == problem
+    )
+
+
 def agent_ref(body: Obj) -> AgentRef:
     """Which Agent a body is."""
     meta = body["metadata"]
@@ -197,8 +210,8 @@ class Reconciler:
                 ref, spec, stub_values, previous=previous, problem=problem
             )
         events = [*outcome.events]
-        if problem:
-            events.append(("Warning", *problem))
+        if problem and not _reported(previous, problem):
+            events.append(("Warning", *problem))  # once per problem, not once per retry
         await asyncio.gather(
             self.kube.apply(
                 objects.vault_config_map(ref, spec, stub_values, ca.cert_pem, self.settings)
