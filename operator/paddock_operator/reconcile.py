@@ -99,6 +99,7 @@ class Reconciler:
         self._handled: dict[tuple[str, str, str], int] = {}
         self._retries: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._workspace_warned: dict[tuple[str, str, str], tuple[int, str]] = {}
 
     async def agent_seen(self, body: Obj) -> None:
         """An Agent event (the first listing's included): take on each generation once.
@@ -134,6 +135,7 @@ class Reconciler:
         self._cancel_retry(key)
         self._handled.pop(key, None)
         self._written.pop(key, None)
+        self._workspace_warned.pop(key, None)
 
     def close(self) -> None:
         """Stop every pending retry."""
@@ -314,10 +316,9 @@ class Reconciler:
             (a["metadata"]["namespace"], a["metadata"]["name"], a["metadata"]["uid"])
             for a in agents
         }
-        for key in [k for k in self._written if k not in keep]:
-            del self._written[key]
-        for key in [k for k in self._handled if k not in keep]:
-            del self._handled[key]
+        for memory in (self._written, self._handled, self._workspace_warned):
+            for key in [k for k in memory if k not in keep]:
+                del memory[key]
 
     async def _ensure_ca(
         self, ref: AgentRef, spec: AgentSpec, *, new: bool
@@ -351,9 +352,14 @@ class Reconciler:
         try:
             await self.kube.apply(objects.workspace_claim(ref, spec))
         except InvalidError as error:  # e.g. shrinking, or a class that cannot expand
-            await self.kube.event(
-                body, type="Warning", reason="WorkspaceNotUpdated", message=error.message
-            )
+            # Once per generation: every resync would otherwise post it again.
+            said = (ref.generation, error.message)
+            key = (ref.namespace, ref.name, ref.uid)
+            if self._workspace_warned.get(key) != said:
+                self._workspace_warned[key] = said
+                await self.kube.event(
+                    body, type="Warning", reason="WorkspaceNotUpdated", message=error.message
+                )
 
     async def _check_credentials(self, ref: AgentRef, spec: AgentSpec) -> tuple[str, str] | None:
         """(reason, message) for the first credential whose Secret or key is missing."""

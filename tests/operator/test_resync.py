@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 
 import pytest
 
+from paddock.testing.agents import minimal_agent
 from paddock.testing.apiserver import ApiServer
 from paddock.testing.cluster import Cluster
 from paddock_operator.kube import Kube
@@ -50,6 +52,32 @@ async def test_resync_recreates_what_was_lost_while_nobody_watched(
         assert cluster.agent_status("quiet")["restarts"] == 1
         agent_now = cluster.get("agent", "quiet") or {}
         assert not agent_now["metadata"].get("finalizers"), "an Agent must stay deletable"
+    finally:
+        reconciler.close()
+        await reconciler.kube.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_workspace_change_the_api_server_refuses_is_one_warning(
+    apiserver: ApiServer, cluster: Cluster
+) -> None:
+    agent = minimal_agent("shrunk")
+    agent["spec"]["workspace"] = {"size": "2Gi"}
+    cluster.apply(cluster.secret("token", v="real"), agent)
+    reconciler = Reconciler(admin_client(apiserver), OperatorSettings())
+    try:
+        await resync_once(reconciler, [cluster.namespace])
+        agent["spec"]["workspace"] = {"size": "1Gi"}  # a claim cannot shrink
+        cluster.apply(agent)
+        for _ in range(3):  # what three resyncs would do
+            await resync_once(reconciler, [cluster.namespace])
+        events = json.loads(
+            cluster.kubectl("get", "events", "-o", "json", "--field-selector", "type=Warning")
+        )["items"]
+        reasons = [e["reason"] for e in events if e["involvedObject"]["name"] == "shrunk"]
+        assert reasons == ["WorkspaceNotUpdated"]
+        claim = cluster.get("pvc", "shrunk-workspace") or {}
+        assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
     finally:
         reconciler.close()
         await reconciler.kube.aclose()
