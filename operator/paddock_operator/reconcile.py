@@ -125,6 +125,9 @@ class Reconciler:
         except KubeError as error:
             logger.warning("reconciling Agent %s/%s failed: %s", ref.namespace, ref.name, error)
             self._retry_later(ref, self.settings.retry_delay)
+        except Exception:  # a bug, or a spec the API server let through: the others go on
+            logger.exception("reconciling Agent %s/%s failed", ref.namespace, ref.name)
+            self._retry_later(ref, self.settings.resync_interval)
         else:
             self._cancel_retry((ref.namespace, ref.name, ref.uid))
 

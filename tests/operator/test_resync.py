@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from typing import Any
 
 import pytest
 
@@ -78,6 +79,35 @@ async def test_a_workspace_change_the_api_server_refuses_is_one_warning(
         assert reasons == ["WorkspaceNotUpdated"]
         claim = cluster.get("pvc", "shrunk-workspace") or {}
         assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    finally:
+        reconciler.close()
+        await reconciler.kube.aclose()
+
+
+class BrokenFor(Reconciler):
+    """A reconciler with a bug that only one Agent's spec sets off."""
+
+    def __init__(self, kube: Kube, broken: str) -> None:
+        super().__init__(kube, OperatorSettings())
+        self.broken = broken
+
+    async def reconcile(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body["metadata"]["name"] == self.broken:
+            raise RuntimeError("a bug this Agent sets off")
+        return await super().reconcile(body)
+
+
+@pytest.mark.asyncio
+async def test_one_agent_that_breaks_the_reconciler_does_not_stop_the_others(
+    apiserver: ApiServer, cluster: Cluster
+) -> None:
+    cluster.apply(cluster.secret("token", v="real"), minimal_agent("broken"), minimal_agent("fine"))
+    reconciler = BrokenFor(admin_client(apiserver), "broken")
+    try:
+        assert await resync_once(reconciler, [cluster.namespace]) == 2
+        assert cluster.pod("fine") is not None
+        assert cluster.pod("broken") is None
+        assert await resync_once(reconciler, [cluster.namespace]) == 2  # and the next round too
     finally:
         reconciler.close()
         await reconciler.kube.aclose()
