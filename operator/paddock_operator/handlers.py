@@ -47,6 +47,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # No limit on kopf's per-object workers: a worker waits until the Agent index is complete,
     # so a limit below the number of Agents deadlocks the operator at start-up.
     settings.queueing.worker_limit = None
+    # Only sandbox Pods on the wire: the handler's label filter alone would still have the API
+    # server send every Pod of the cluster, each one parsed and queued here.
+    settings.watching.label_selectors["pods"] = AGENT_LABEL
     in_cluster = kopf.login_with_service_account(settings=settings)
     info = in_cluster or kopf.login_with_kubeconfig(settings=settings)
     if info is None:
