@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from paddock.api import agent as api
-from paddock_operator.kube import SERVICE_ACCOUNT_TOKEN, Kube
+from paddock_operator.kube import SERVICE_ACCOUNT_TOKEN, Kube, KubeError
 from paddock_operator.names import AGENT_LABEL
 from paddock_operator.reconcile import Reconciler
 from paddock_operator.resync import resync_forever
@@ -118,6 +118,5 @@ async def pod_event(
         return
     try:
         await _reconciler(memo).observe_pod(agent, dict(body), deleted=type == "DELETED")
-    except kopf.TemporaryError as error:
-        # Event handlers are not retried; the Agent's own handlers and the resync are.
-        logger.info("Agent %s/%s waits: %s", namespace, owners[0]["name"], error)
+    except KubeError as error:  # a status write failed; the Pod's next event or the resync redo it
+        logger.warning("status of Agent %s/%s: %s", namespace, owners[0]["name"], error)
