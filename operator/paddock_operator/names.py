@@ -22,6 +22,11 @@ class AgentRef:
     generation: int = 1
 
     @property
+    def key(self) -> tuple[str, str, str]:
+        """This Agent, not a later one of the same name: what the operator remembers it by."""
+        return (self.namespace, self.name, self.uid)
+
+    @property
     def pod(self) -> str:
         """The sandbox Pod (one per Agent, so a fixed name rules out duplicates)."""
         return f"{self.name}-sandbox"

@@ -52,6 +52,19 @@ class _Written:
 STALE_VERSIONS = 8
 
 
+@dataclass
+class _Memory:
+    """What this operator remembers of one Agent; forgotten when the Agent goes."""
+
+    generation: int | None = None
+    """The generation taken on (reconciled, or being retried)."""
+    written: _Written | None = None
+    """Pod events read the Agent from kopf's index, which can still hold the version before the
+    last status write: without this, each such event would write the same status again."""
+    workspace_warning: tuple[int, str] | None = None
+    """(generation, message) of the last WorkspaceNotUpdated Warning, so a resync repeats none."""
+
+
 @dataclass(frozen=True)
 class PodOutcome:
     """The Pod as it stands after a reconcile, the restart count it implies, and the Events
@@ -62,17 +75,12 @@ class PodOutcome:
     events: tuple[tuple[str, str, str], ...] = ()
 
 
-def _reported(status: Obj, problem: tuple[str, str]) -> bool:
-    """Whether the status already says CredentialsReady=False for exactly this problem."""
+def reported_problem(status: Obj) -> tuple[str, str] | None:
+    """(reason, message) of the credentials problem a status reports, if it reports one."""
     condition = find_condition(status, "CredentialsReady") or {}
-    return (
-        condition.get("status") == "False"
-        and (
-            condition.get("reason"),
-            condition.get("message"),
-        )
-        == problem
-    )
+    if condition.get("status") != "False":
+        return None
+    return condition["reason"], condition.get("message", "")
 
 
 def agent_ref(body: Obj) -> AgentRef:
@@ -91,15 +99,12 @@ class Reconciler:
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        # Pod events read the Agent from kopf's index, which can still hold the version before
-        # this operator's last status write: without this, each such event would write the same
-        # status again.
-        self._written: dict[tuple[str, str, str], _Written] = {}
-        # The generation of each Agent this operator has taken on (reconciled, or retrying).
-        self._handled: dict[tuple[str, str, str], int] = {}
+        self._memory: dict[tuple[str, str, str], _Memory] = {}
         self._retries: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._workspace_warned: dict[tuple[str, str, str], tuple[int, str]] = {}
+
+    def _memory_of(self, ref: AgentRef) -> _Memory:
+        return self._memory.setdefault(ref.key, _Memory())
 
     async def agent_seen(self, body: Obj) -> None:
         """An Agent event (the first listing's included): take on each generation once.
@@ -108,10 +113,10 @@ class Reconciler:
         events too; they change no generation and start nothing.
         """
         ref = agent_ref(body)
-        key = (ref.namespace, ref.name, ref.uid)
-        if body["metadata"].get("deletionTimestamp") or self._handled.get(key) == ref.generation:
+        memory = self._memory_of(ref)
+        if body["metadata"].get("deletionTimestamp") or memory.generation == ref.generation:
             return
-        self._handled[key] = ref.generation
+        memory.generation = ref.generation
         await self.attempt(body)
 
     async def attempt(self, body: Obj) -> None:
@@ -129,16 +134,13 @@ class Reconciler:
             logger.exception("reconciling Agent %s/%s failed", ref.namespace, ref.name)
             self._retry_later(ref, self.settings.resync_interval)
         else:
-            self._cancel_retry((ref.namespace, ref.name, ref.uid))
+            self._cancel_retry(ref.key)
 
     def forget(self, body: Obj) -> None:
         """The Agent is gone: drop what is remembered of it and any retry."""
-        ref = agent_ref(body)
-        key = (ref.namespace, ref.name, ref.uid)
+        key = agent_ref(body).key
         self._cancel_retry(key)
-        self._handled.pop(key, None)
-        self._written.pop(key, None)
-        self._workspace_warned.pop(key, None)
+        self._memory.pop(key, None)
 
     def close(self) -> None:
         """Stop every pending retry."""
@@ -149,17 +151,16 @@ class Reconciler:
             task.cancel()
 
     def _retry_later(self, ref: AgentRef, delay: float) -> None:
-        key = (ref.namespace, ref.name, ref.uid)
-        self._cancel_retry(key)
+        self._cancel_retry(ref.key)
         loop = asyncio.get_running_loop()
-        self._retries[key] = loop.call_later(delay, self._start_retry, ref)
+        self._retries[ref.key] = loop.call_later(delay, self._start_retry, ref)
 
     def _cancel_retry(self, key: tuple[str, str, str]) -> None:
         if handle := self._retries.pop(key, None):
             handle.cancel()
 
     def _start_retry(self, ref: AgentRef) -> None:
-        self._retries.pop((ref.namespace, ref.name, ref.uid), None)
+        self._retries.pop(ref.key, None)
         task = asyncio.create_task(self._retry(ref), name=f"retry {ref.namespace}/{ref.name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -215,7 +216,7 @@ class Reconciler:
                 ref, spec, stub_values, previous=previous, problem=problem
             )
         events = [*outcome.events]
-        if problem and not _reported(previous, problem):
+        if problem and problem != reported_problem(previous):
             events.append(("Warning", *problem))  # once per problem, not once per retry
         await asyncio.gather(
             self.kube.apply(
@@ -248,10 +249,7 @@ class Reconciler:
             return  # its deletion event follows
         async with self._lock(ref):
             previous = self._status_of(ref, body)
-            credentials = find_condition(previous, "CredentialsReady") or {}
-            problem = None
-            if credentials.get("status") == "False":
-                problem = (credentials["reason"], credentials.get("message", ""))
+            problem = reported_problem(previous)
             spec = AgentSpec.model_validate(body["spec"])
             # The body may predate the last reconcile's status: leave restarts to reconciles.
             await self._write_status(
@@ -291,13 +289,13 @@ class Reconciler:
             del written["restarts"]
         if any(previous.get(k) != v for k, v in written.items()):
             patched = await self.kube.patch(self._agent_path(ref, "status"), {"status": written})
-            key = (ref.namespace, ref.name, ref.uid)
-            known = self._written.get(key)
+            memory = self._memory_of(ref)
+            known = memory.written
             stale = [*known.stale, known.version] if known else []
             if base := body["metadata"].get("resourceVersion"):
                 stale.append(base)
             version = str(patched.get("metadata", {}).get("resourceVersion", ""))
-            self._written[key] = _Written(
+            memory.written = _Written(
                 status=patched.get("status") or {**previous, **written},
                 version=version,
                 stale=[v for v in stale if v != version][-STALE_VERSIONS:],
@@ -306,7 +304,8 @@ class Reconciler:
 
     def _status_of(self, ref: AgentRef, body: Obj) -> Obj:
         """The Agent's status: body's, unless body predates this operator's last status write."""
-        known = self._written.get((ref.namespace, ref.name, ref.uid))
+        memory = self._memory.get(ref.key)
+        known = memory.written if memory else None
         version = body["metadata"].get("resourceVersion")
         if known is not None and version in known.stale:
             return known.status
@@ -315,13 +314,9 @@ class Reconciler:
 
     def forget_all_but(self, agents: list[Obj]) -> None:
         """Drop what is remembered of Agents not among these (the resync's complete list)."""
-        keep = {
-            (a["metadata"]["namespace"], a["metadata"]["name"], a["metadata"]["uid"])
-            for a in agents
-        }
-        for memory in (self._written, self._handled, self._workspace_warned):
-            for key in [k for k in memory if k not in keep]:
-                del memory[key]
+        keep = {agent_ref(a).key for a in agents}
+        for key in [k for k in self._memory if k not in keep]:
+            del self._memory[key]
 
     async def _ensure_ca(
         self, ref: AgentRef, spec: AgentSpec, *, new: bool
@@ -357,9 +352,9 @@ class Reconciler:
         except InvalidError as error:  # e.g. shrinking, or a class that cannot expand
             # Once per generation: every resync would otherwise post it again.
             said = (ref.generation, error.message)
-            key = (ref.namespace, ref.name, ref.uid)
-            if self._workspace_warned.get(key) != said:
-                self._workspace_warned[key] = said
+            memory = self._memory_of(ref)
+            if memory.workspace_warning != said:
+                memory.workspace_warning = said
                 await self.kube.event(
                     body, type="Warning", reason="WorkspaceNotUpdated", message=error.message
                 )
