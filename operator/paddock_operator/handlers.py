@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -24,16 +25,19 @@ def _reconciler(memo: kopf.Memo) -> Reconciler:
     return reconciler
 
 
-def _credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
-    return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
-    )
+def _credentials(settings: kopf.OperatorSettings) -> tuple[kopf.ConnectionInfo | None, Path | None]:
+    """In-cluster service account, else $KUBECONFIG or ~/.kube/config (read at call time); and
+    the token file to re-read, in-cluster, where the kubelet rotates the projected token."""
+    in_cluster = kopf.login_with_service_account(settings=settings)
+    if in_cluster is not None:
+        return in_cluster, SERVICE_ACCOUNT_TOKEN
+    return kopf.login_with_kubeconfig(settings=settings), None
 
 
 @kopf.on.login()
 def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
-    """In-cluster service account, else $KUBECONFIG or ~/.kube/config (read at call time)."""
-    return _credentials(settings)
+    """kopf's own client logs in the same way as ours."""
+    return _credentials(settings)[0]
 
 
 @kopf.on.startup()
@@ -50,15 +54,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Only sandbox Pods on the wire: the handler's label filter alone would still have the API
     # server send every Pod of the cluster, each one parsed and queued here.
     settings.watching.label_selectors["pods"] = AGENT_LABEL
-    in_cluster = kopf.login_with_service_account(settings=settings)
-    info = in_cluster or kopf.login_with_kubeconfig(settings=settings)
+    info, token_file = _credentials(settings)
     if info is None:
         raise kopf.PermanentError("no in-cluster service account and no kubeconfig to log in with")
     client = Kube.from_connection(
-        info,
-        in_flight=ours.api_requests_in_flight,
-        # The kubelet rotates the projected token: re-read it rather than keep the first one.
-        token_file=SERVICE_ACCOUNT_TOKEN if in_cluster else None,
+        info, in_flight=ours.api_requests_in_flight, token_file=token_file
     )
     reconciler = Reconciler(client, ours)
     memo["reconciler"] = reconciler
