@@ -62,6 +62,19 @@ class Cluster:
             "stringData": data,
         }
 
+    def warnings(self, name: str) -> dict[str, int]:
+        """How many Warning Events each reason has about the object called name."""
+        found = json.loads(
+            self.kubectl(
+                "get", "events", "-o", "json",
+                "--field-selector", f"involvedObject.name={name},type=Warning",
+            )
+        )["items"]  # fmt: skip
+        counts: dict[str, int] = {}
+        for event in found:
+            counts[event["reason"]] = counts.get(event["reason"], 0) + event.get("count", 1)
+        return counts
+
     def agent_status(self, name: str) -> Obj:
         return (self.get("agent", name) or {}).get("status") or {}
 

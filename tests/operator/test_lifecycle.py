@@ -228,20 +228,6 @@ def test_suspend_keeps_the_workspace_and_resume_brings_the_pod_back(
     assert cluster.agent_status(name).get("restarts", 0) == 0
 
 
-def warnings(cluster: Cluster, name: str) -> dict[str, int]:
-    """How many Warning Events each reason has about an object."""
-    found = json.loads(
-        cluster.kubectl(
-            "get", "events", "-o", "json",
-            "--field-selector", f"involvedObject.name={name},type=Warning",
-        )
-    )["items"]  # fmt: skip
-    counts: dict[str, int] = {}
-    for event in found:
-        counts[event["reason"]] = counts.get(event["reason"], 0) + event.get("count", 1)
-    return counts
-
-
 def test_missing_secret_is_reported_and_recovers(operator: KopfRunner, cluster: Cluster) -> None:
     agent = example_agent(ENGINES["llamacpp"])
     name = agent["metadata"]["name"]
@@ -256,7 +242,7 @@ def test_missing_secret_is_reported_and_recovers(operator: KopfRunner, cluster: 
     assert "Secret github" in condition["message"]
     assert cluster.pod(name) is None
     time.sleep(3.5)  # three more retries (PADDOCK_OPERATOR_RETRY_DELAY=1): one Event, not four
-    assert warnings(cluster, name) == {"SecretNotFound": 1}
+    assert cluster.warnings(name) == {"SecretNotFound": 1}
     cluster.apply(cluster.secret("github", wrong_key="x"))
     wait_for(
         lambda: cluster.condition(name, "CredentialsReady").get("reason") == "SecretKeyNotFound",
