@@ -113,15 +113,19 @@ def internal_ca(kind: Kind) -> pki.KeyPair:
         data = found["data"]
         return pki.KeyPair(base64.b64decode(data["tls.crt"]), base64.b64decode(data["tls.key"]))
     ca = pki.new_ca("paddock e2e internal CA")
-    secret = {
+    kind.apply(tls_secret("internal-ca", ca), namespace=API_NAMESPACE)
+    return ca
+
+
+def tls_secret(name: str, pair: pki.KeyPair) -> dict[str, Any]:
+    """A kubernetes.io/tls Secret holding a certificate and its key."""
+    return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": "internal-ca"},
+        "metadata": {"name": name},
         "type": "kubernetes.io/tls",
-        "stringData": {"tls.crt": ca.cert_pem.decode(), "tls.key": ca.key_pem.decode()},
+        "stringData": {"tls.crt": pair.cert_pem.decode(), "tls.key": pair.key_pem.decode()},
     }
-    kind.apply(secret, namespace=API_NAMESPACE)
-    return ca
 
 
 def server_pod(name: str) -> dict[str, Any]:
@@ -195,14 +199,7 @@ def internal(kind: Kind) -> Internal:
     if kind.get("namespace", API_NAMESPACE) is None:
         kind.kubectl("create", "namespace", API_NAMESPACE)
     ca = internal_ca(kind)
-    leaf = pki.issue(ca, [host(s) for s in SERVICE_IPS])
-    tls = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "internal-tls"},
-        "type": "kubernetes.io/tls",
-        "stringData": {"tls.crt": leaf.cert_pem.decode(), "tls.key": leaf.key_pem.decode()},
-    }
+    tls = tls_secret("internal-tls", pki.issue(ca, [host(s) for s in SERVICE_IPS]))
     script = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
