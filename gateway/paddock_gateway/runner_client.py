@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -32,24 +33,26 @@ class RunnerClient:
 
     async def health(self, limit: float = 5.0) -> RunnerHealth:
         """The runner's health, which names its incarnation."""
-        try:
-            response = await self.client.get("/healthz", timeout=limit)
-            response.raise_for_status()
-        except httpx.HTTPError as error:
-            raise RunnerGoneError(f"runner health: {error!r}") from error
+        response = await self._call("runner health", "GET", "/healthz", timeout=limit)
         return RunnerHealth.model_validate_json(response.content)
 
     async def start(self, request: TurnRequest) -> TurnAccepted:
         """Start the turn (idempotent on turn_id); the answer names the incarnation running it."""
+        response = await self._call(
+            f"starting turn {request.turn_id}", "POST", "/v1/turns",
+            content=request.model_dump_json(exclude_none=True),
+            headers={"content-type": "application/json"},
+        )  # fmt: skip
+        return TurnAccepted.model_validate_json(response.content)
+
+    async def _call(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request that must succeed; RunnerGoneError (saying what it was) if it does not."""
         try:
-            response = await self.client.post(
-                "/v1/turns", content=request.model_dump_json(exclude_none=True),
-                headers={"content-type": "application/json"},
-            )  # fmt: skip
+            response = await self.client.request(method, url, **kwargs)
             response.raise_for_status()
         except httpx.HTTPError as error:
-            raise RunnerGoneError(f"starting turn {request.turn_id}: {error!r}") from error
-        return TurnAccepted.model_validate_json(response.content)
+            raise RunnerGoneError(f"{what}: {error!r}") from error
+        return response
 
     async def cancel(self, turn_id: str) -> None:
         """Ask the runner to end the turn (best effort)."""
