@@ -95,19 +95,25 @@ def path_of(obj: Obj) -> str:
 
 
 URGENT = 0
-"""Priority of the requests a new sandbox Pod waits on (see urgent())."""
+"""Level of the requests a new sandbox Pod waits on (see urgent())."""
 NORMAL = 1
-_priority: contextvars.ContextVar[int] = contextvars.ContextVar("priority", default=NORMAL)
+Priority = tuple[int, int]
+"""(level, rank): lower goes first, then in order of asking."""
+_priority: contextvars.ContextVar[Priority] = contextvars.ContextVar(
+    "priority", default=(NORMAL, 0)
+)
 
 
 @contextmanager
-def urgent() -> Iterator[None]:
+def urgent(rank: int = 0) -> Iterator[None]:
     """Requests made in this block (and in tasks it starts) go before waiting NORMAL ones.
 
     With many Agents reconciling at once, each Agent's Pod then waits on the Pods of the others,
-    not on their Services, policies and status writes.
+    not on their Services, policies and status writes. Among urgent requests a lower rank goes
+    first: given each Agent's arrival, the first Agent's Pod goes before the next Agents' Secrets,
+    so that Pods come one after the other instead of all at the end.
     """
-    token = _priority.set(URGENT)
+    token = _priority.set((URGENT, rank))
     try:
         yield
     finally:
@@ -119,11 +125,11 @@ class PriorityGate:
 
     def __init__(self, limit: int) -> None:
         self._free = limit
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[Priority, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
     @asynccontextmanager
-    async def slot(self, priority: int) -> AsyncIterator[None]:
+    async def slot(self, priority: Priority) -> AsyncIterator[None]:
         """Hold one place for the block."""
         if self._free > 0 and not self._waiting:
             self._free -= 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import logging
 import weakref
@@ -102,6 +103,7 @@ class Reconciler:
         self._memory: dict[tuple[str, str, str], _Memory] = {}
         self._retries: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._turns = itertools.count()  # reconciles in the order they start: their urgency rank
 
     def _memory_of(self, ref: AgentRef) -> _Memory:
         return self._memory.setdefault(ref.key, _Memory())
@@ -205,8 +207,8 @@ class Reconciler:
         # The Pod first, its requests ahead of every other Agent's follow-ups: the kubelet waits
         # for the objects it names to appear. Only its NetworkPolicy comes before it, so that no
         # sandbox ever runs open. An Agent with no status yet is new: its CA Secret and Pod are
-        # created straight away (a conflict falls back to reading).
-        with kube.urgent():
+        # created straight away (a conflict falls back to reading). Earlier reconciles go first.
+        with kube.urgent(next(self._turns)):
             (ca, stub_values), problem, _ = await asyncio.gather(
                 self._ensure_ca(ref, spec, new=not previous),
                 self._check_credentials(ref, spec),

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from paddock_operator import kube
 from paddock_operator.kube import NORMAL, URGENT, PriorityGate
 
 pytestmark = pytest.mark.asyncio
@@ -17,10 +18,10 @@ async def test_waiters_get_in_by_priority_then_in_order() -> None:
     release = asyncio.Event()
 
     async def hold() -> None:
-        async with gate.slot(NORMAL):
+        async with gate.slot((NORMAL, 0)):
             await release.wait()
 
-    async def one(name: str, priority: int) -> None:
+    async def one(name: str, priority: kube.Priority) -> None:
         async with gate.slot(priority):
             admitted.append(name)
 
@@ -28,7 +29,12 @@ async def test_waiters_get_in_by_priority_then_in_order() -> None:
     await asyncio.sleep(0)
     waiters = [
         asyncio.create_task(one(name, priority))
-        for name, priority in [("n1", NORMAL), ("u1", URGENT), ("n2", NORMAL), ("u2", URGENT)]
+        for name, priority in [
+            ("n1", (NORMAL, 0)),
+            ("u1", (URGENT, 0)),
+            ("n2", (NORMAL, 0)),
+            ("u2", (URGENT, 0)),
+        ]
     ]
     await asyncio.sleep(0)
     assert admitted == []  # the one place is held
@@ -41,7 +47,7 @@ async def test_never_more_than_the_limit_in_flight() -> None:
     gate = PriorityGate(3)
     inside = peak = 0
 
-    async def one(priority: int) -> None:
+    async def one(priority: kube.Priority) -> None:
         nonlocal inside, peak
         async with gate.slot(priority):
             inside += 1
@@ -49,7 +55,7 @@ async def test_never_more_than_the_limit_in_flight() -> None:
             await asyncio.sleep(0.001)
             inside -= 1
 
-    await asyncio.gather(*(one(i % 2) for i in range(40)))
+    await asyncio.gather(*(one((i % 2, 0)) for i in range(40)))
     assert peak == 3
 
 
@@ -57,11 +63,11 @@ async def test_a_cancelled_waiter_does_not_lose_a_place() -> None:
     gate = PriorityGate(1)
 
     async def enter() -> None:
-        async with gate.slot(URGENT):
+        async with gate.slot((URGENT, 0)):
             pass
 
     # Cancelled while it waits: the place skips it.
-    async with gate.slot(NORMAL):
+    async with gate.slot((NORMAL, 0)):
         waiting = asyncio.create_task(enter())
         await asyncio.sleep(0)
         waiting.cancel()
@@ -69,9 +75,36 @@ async def test_a_cancelled_waiter_does_not_lose_a_place() -> None:
     await asyncio.wait_for(enter(), timeout=1)
 
     # Handed the place, then cancelled before it ran: it gives the place back.
-    async with gate.slot(NORMAL):
+    async with gate.slot((NORMAL, 0)):
         handed = asyncio.create_task(enter())
         await asyncio.sleep(0)
     handed.cancel()  # leaving the block handed it the place; it has not run since
     assert isinstance((await asyncio.gather(handed, return_exceptions=True))[0], BaseException)
     await asyncio.wait_for(enter(), timeout=1)
+
+
+async def test_among_urgent_requests_a_lower_rank_goes_first() -> None:
+    """The first Agent's Pod goes before later Agents' first requests (arrival rank)."""
+    gate = PriorityGate(1)
+    admitted: list[str] = []
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with gate.slot((NORMAL, 0)):
+            await release.wait()
+
+    async def request(name: str, rank: int) -> None:
+        with kube.urgent(rank):  # what the client reads from the context
+            async with gate.slot(kube._priority.get()):
+                admitted.append(name)
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    waiters = [
+        asyncio.create_task(request(name, rank))
+        for name, rank in [("secret-3", 3), ("secret-2", 2), ("pod-1", 1), ("secret-4", 4)]
+    ]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(holder, *waiters)
+    assert admitted == ["pod-1", "secret-2", "secret-3", "secret-4"]
