@@ -10,7 +10,9 @@ and watches Pods. Four runs, side by side:
   sustained  --sustained Agents applied back to back (20 in flight), for Agents/s
 Latency is from sending the create to the Pod's ADDED event on a watch; per second counts Agents
 done: every object created (floors), the Agent's status written for its generation (operator).
-Peak memory is the operator's VmHWM; requests per Agent come from the API server's metrics.
+Peak memory is the operator's VmHWM; requests per Agent come from the API server's metrics; CPU
+per Agent is each process's over the two operator runs, and the ceiling what the host's cores
+allow at that cost, with the bench's own share given back.
 Needs the binaries of hack/kube-binaries.sh (found the same way the tests do).
 """
 
@@ -31,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from paddock import pki
 from paddock.api.agent import AgentSpec
@@ -72,7 +74,7 @@ def agent_reconciled(event: Obj) -> bool:
 class Watcher:
     """Records when each object of a collection first meets a condition, seen on a watch."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str, met: Callable[[Obj], bool]) -> None:
+    def __init__(self, client: aiohttp.ClientSession, url: str, met: Callable[[Obj], bool]) -> None:
         self.client = client
         self.url = url
         self.met = met
@@ -80,14 +82,26 @@ class Watcher:
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
-        params = {"watch": "true", "allowWatchBookmarks": "false"}
-        async with self.client.stream("GET", self.url, params=params, timeout=None) as response:
-            self.ready.set()
-            async for line in response.aiter_lines():
-                event = json.loads(line)
-                name = event["object"]["metadata"]["name"]
-                if name not in self.seen and self.met(event):
-                    self.seen[name] = time.perf_counter()
+        """Watch from now on; a watch the server ends goes on from the last version seen."""
+        version = None
+        while True:
+            params = {"watch": "true", "allowWatchBookmarks": "true"}
+            if version is not None:
+                params["resourceVersion"] = version
+            timeout = aiohttp.ClientTimeout(total=None)
+            async with self.client.get(self.url, params=params, timeout=timeout) as response:
+                response.raise_for_status()
+                self.ready.set()
+                async for line in response.content:
+                    event = json.loads(line)
+                    if event["type"] == "ERROR":
+                        raise RuntimeError(f"watch {self.url}: {event['object']}")
+                    version = event["object"]["metadata"]["resourceVersion"]
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    name = event["object"]["metadata"]["name"]
+                    if name not in self.seen and self.met(event):
+                        self.seen[name] = time.perf_counter()
 
     async def wait(self, names: list[str]) -> None:
         deadline = time.perf_counter() + 300
@@ -99,16 +113,18 @@ class Watcher:
 
 
 IN_FLIGHT = 8
-"""Requests in flight when the bench itself makes an Agent's objects (the floors). The bench's
-client is httpx, which spends CPU per request scanning its pool: with 100 connections that cost
-made the floors look ten times slower than the API server is, and 8 gave faster floors than 16."""
+"""Requests in flight when the bench itself makes an Agent's objects (the floors): on 2 cores
+the API server gives no more from 8 up (16 gave slower floors than 8)."""
 
 
-async def create(client: httpx.AsyncClient, gate: asyncio.Semaphore, url: str, body: Obj) -> float:
+async def create(
+    client: aiohttp.ClientSession, gate: asyncio.Semaphore, url: str, body: Obj
+) -> float:
     async with gate:
         sent = time.perf_counter()
-        response = await client.post(url, json=body)
-    response.raise_for_status()
+        async with client.post(url, json=body) as response:
+            if response.status >= 300:
+                raise RuntimeError(f"POST {url}: {response.status} {await response.text()}")
     return sent
 
 
@@ -117,7 +133,7 @@ Group = tuple[str, str, list[tuple[str, Obj]]]
 
 
 async def run_batch(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     namespace: str,
     groups: list[Group],
     limit: int,
@@ -191,12 +207,13 @@ def floor_groups(namespace: str, count: int, *, everything: bool) -> list[Group]
 WRITES = {"POST", "PUT", "PATCH", "APPLY", "DELETE"}
 
 
-async def request_counts(client: httpx.AsyncClient) -> Counter[tuple[str, str]]:
+async def request_counts(client: aiohttp.ClientSession) -> Counter[tuple[str, str]]:
     """The API server's request counters (apiserver_request_total) by (verb, resource)."""
-    response = await client.get("/metrics")
-    response.raise_for_status()
+    async with client.get("/metrics") as response:
+        response.raise_for_status()
+        text = await response.text()
     counts: Counter[tuple[str, str]] = Counter()
-    found = re.findall(r"^apiserver_request_total\{(.*)\} (\S+)$", response.text, re.M)
+    found = re.findall(r"^apiserver_request_total\{(.*)\} (\S+)$", text, re.M)
     for labels, value in found:
         fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
         key = (fields.get("verb", ""), fields.get("resource", ""))
@@ -240,21 +257,24 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+Result = tuple[str, int, list[float], float]
+"""A run's label, its number of Agents, their latencies (ms) and its wall time (s)."""
+
+
 async def bench(
-    server: ApiServer, burst: int, sustained: int
-) -> tuple[list[tuple[str, int, list[float], float]], str]:
-    """The four runs' results, and the operator's API requests per Agent."""
-    ca = ssl_context(server)
+    server: ApiServer, burst: int, sustained: int, processes: dict[str, int]
+) -> tuple[list[Result], str, dict[str, float]]:
+    """The four runs' results, the operator's API requests per Agent, and the CPU seconds each
+    of processes used over the two operator runs."""
     headers = {"Authorization": f"Bearer {server.token}"}
-    limits = httpx.Limits(max_connections=100)
-    async with httpx.AsyncClient(
-        base_url=server.url, verify=ca, headers=headers, limits=limits
-    ) as c:
+    connector = aiohttp.TCPConnector(limit=100, ssl=ssl_context(server))
+    async with aiohttp.ClientSession(server.url, connector=connector, headers=headers) as c:
         results = []
+        gate = asyncio.Semaphore(1)
         for ns in ("pods", "objects", "burst", "sustained"):
-            (await c.post("/api/v1/namespaces", json={"metadata": {"name": ns}})).raise_for_status()
+            await create(c, gate, "/api/v1/namespaces", {"metadata": {"name": ns}})
             secret = {"metadata": {"name": "token"}, "stringData": {"v": "real"}}
-            (await c.post(f"/api/v1/namespaces/{ns}/secrets", json=secret)).raise_for_status()
+            await create(c, gate, f"/api/v1/namespaces/{ns}/secrets", secret)
             await wait_default_sa(c, ns)
         for ns, everything, label in (
             ("pods", False, "floor: the Pods alone, no operator"),
@@ -264,6 +284,7 @@ async def bench(
             latencies, wall = await run_batch(c, ns, groups, burst, IN_FLIGHT, operator=False)
             results.append((label, burst, latencies, wall))
         before = await request_counts(c)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
         for ns, count, limit in (("burst", burst, burst), ("sustained", sustained, 20)):
             url = f"/apis/paddock.dev/v1alpha1/namespaces/{ns}/agents"
             names = [f"{ns[0]}{i}" for i in range(count)]
@@ -272,8 +293,9 @@ async def bench(
             label = f"{count} Agents at once" if ns == "burst" else f"{count} Agents, 20 in flight"
             results.append((label, count, latencies, wall))
         await asyncio.sleep(1)  # the last Events
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
         used = (await request_counts(c)) - before
-        return results, per_agent(used, burst + sustained)
+        return results, per_agent(used, burst + sustained), cpu
 
 
 def ssl_context(server: ApiServer) -> Any:
@@ -282,10 +304,11 @@ def ssl_context(server: ApiServer) -> Any:
     return ssl.create_default_context(cafile=str(server.ca_file))
 
 
-async def wait_default_sa(client: httpx.AsyncClient, namespace: str) -> None:
+async def wait_default_sa(client: aiohttp.ClientSession, namespace: str) -> None:
     for _ in range(300):
-        if (await client.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default")).is_success:
-            return
+        async with client.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default") as answer:
+            if answer.status == 200:
+                return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"no default ServiceAccount in {namespace}")
 
@@ -309,14 +332,26 @@ def main() -> None:
         )
         try:
             time.sleep(3)  # let it log in and start its watches
-            apiserver = server.pid("kube-apiserver")
-            before = cpu_seconds(operator.pid), cpu_seconds(apiserver)
-            results, requests = asyncio.run(bench(server, args.burst, args.sustained))
+            processes = {
+                "kube-apiserver": server.pid("kube-apiserver"),
+                "etcd": server.pid("etcd"),
+                "controller-manager": server.pid("kube-controller-manager"),
+                "operator": operator.pid,
+                "bench": os.getpid(),
+            }
+            results, requests, cpu = asyncio.run(
+                bench(server, args.burst, args.sustained, processes)
+            )
             peak = peak_rss_mib(operator.pid)
-            used = cpu_seconds(operator.pid) - before[0], cpu_seconds(apiserver) - before[1]
         finally:
             operator.terminate()
             operator.wait()
+    report(results, requests, cpu, peak, args.burst + args.sustained)
+
+
+def report(
+    results: list[Result], requests: str, cpu: dict[str, float], peak: float, agents: int
+) -> None:
     floor = percentile(results[1][2], 0.99)
     heads = ("n", "p50 ms", "p99 ms", "max ms", "done/s", "p99/floor*")
     print(f"{'run':34}", *(f"{h:>9}" for h in heads))
@@ -327,7 +362,15 @@ def main() -> None:
     print("* floor: every object, no operator (what the API server alone needs)")
     print(f"operator peak memory (VmHWM): {peak:.0f} MiB")
     print(f"API requests per Agent: {requests}")
-    print(f"CPU seconds over all runs: operator {used[0]:.1f}, kube-apiserver {used[1]:.1f}")
+    per = {name: seconds * 1000 / agents for name, seconds in cpu.items()}
+    parts = ", ".join(f"{name} {ms:.1f}" for name, ms in per.items())
+    cores = os.cpu_count() or 1
+    control = sum(ms for name, ms in per.items() if name != "bench")
+    print(f"CPU ms per Agent over the operator runs: {parts}")
+    print(
+        f"ceiling on {cores} cores if all but the bench had them to themselves: "
+        f"{cores * 1000 / control:.0f} Agents/s"
+    )
 
 
 if __name__ == "__main__":
