@@ -7,6 +7,8 @@ import functools
 import http.server
 import json
 import os
+import platform
+import re
 import shutil
 import ssl
 import subprocess
@@ -286,6 +288,39 @@ def test_llama_server_serves_a_tiny_model_as_the_pod_runs_it(
         )  # fmt: skip
         assert chat.status_code == 200, llama.logs()[-2000:]
         assert chat.json()["usage"]["completion_tokens"] == 4
+
+
+AVX512 = r"%zmm[0-9]|%[xy]mm(1[6-9]|2[0-9]|3[01])\b|\{%k[0-7]\}"
+"""What only AVX-512 code uses: zmm registers, the upper 16 xmm/ymm registers, opmask registers."""
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 instruction sets")
+def test_llama_server_runs_on_cpus_without_avx512(images: Images, tmp_path: Path) -> None:
+    """The model server is built for x86-64-v3 (AVX2), not for the CPU of the machine that built
+    it: a node without AVX-512 would stop it with an illegal instruction."""
+    assert shutil.which("objdump"), "objdump (binutils) reads the binary's instructions"
+    spec = AgentSpec.model_validate(minimal_agent("coder")["spec"])
+    server, _ = model_container(spec.model, OperatorSettings(), model_mounts(spec.model))
+    created = docker("create", images["llama-server"]).stdout.strip()
+    try:
+        docker("cp", f"{created}:{server['command'][0]}", str(tmp_path / "llama-server"))
+    finally:
+        docker("rm", created)
+    disassembly = subprocess.Popen(
+        ["objdump", "-d", "--no-show-raw-insn", str(tmp_path / "llama-server")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert disassembly.stdout is not None
+    avx512: list[str] = []
+    fused = 0
+    for line in disassembly.stdout:
+        fused += "vfmadd" in line
+        if ("mm" in line or "{%k" in line) and re.search(AVX512, line) and len(avx512) < 3:
+            avx512.append(line.strip())
+    assert disassembly.wait() == 0
+    assert not avx512, f"AVX-512 instructions in llama-server: {avx512}"
+    assert fused > 100  # AVX2 and FMA are used: x86-64-v3, not a slower baseline
 
 
 @pytest.fixture
