@@ -301,24 +301,28 @@ def test_llama_server_runs_on_cpus_without_avx512(images: Images, tmp_path: Path
     assert shutil.which("objdump"), "objdump (binutils) reads the binary's instructions"
     spec = AgentSpec.model_validate(minimal_agent("coder")["spec"])
     server, _ = model_container(spec.model, OperatorSettings(), model_mounts(spec.model))
+    found = docker(
+        "run", "--rm", "--entrypoint", "sh", images["llama-server"],
+        "-c", f"command -v {server['command'][0]}",
+    ).stdout.strip()  # fmt: skip
     created = docker("create", images["llama-server"]).stdout.strip()
     try:
-        docker("cp", f"{created}:{server['command'][0]}", str(tmp_path / "llama-server"))
+        docker("cp", f"{created}:{found}", str(tmp_path / "llama-server"))
     finally:
         docker("rm", created)
-    disassembly = subprocess.Popen(
+    avx512: list[str] = []
+    fused = 0
+    with subprocess.Popen(
         ["objdump", "-d", "--no-show-raw-insn", str(tmp_path / "llama-server")],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    assert disassembly.stdout is not None
-    avx512: list[str] = []
-    fused = 0
-    for line in disassembly.stdout:
-        fused += "vfmadd" in line
-        if ("mm" in line or "{%k" in line) and re.search(AVX512, line) and len(avx512) < 3:
-            avx512.append(line.strip())
-    assert disassembly.wait() == 0
+    ) as disassembly:
+        assert disassembly.stdout is not None
+        for line in disassembly.stdout:
+            fused += "vfmadd" in line
+            if ("mm" in line or "{%k" in line) and re.search(AVX512, line) and len(avx512) < 3:
+                avx512.append(line.strip())
+    assert disassembly.returncode == 0
     assert not avx512, f"AVX-512 instructions in llama-server: {avx512}"
     assert fused > 100  # AVX2 and FMA are used: x86-64-v3, not a slower baseline
 
