@@ -12,7 +12,8 @@ from paddock_operator.kube import NORMAL, URGENT, PriorityGate
 pytestmark = pytest.mark.asyncio
 
 
-async def test_waiters_get_in_by_priority_then_in_order() -> None:
+async def admission_order(requests: list[tuple[str, kube.Priority]]) -> list[str]:
+    """The order in which requests, all waiting on a gate with its one place held, get in."""
     gate = PriorityGate(1)
     admitted: list[str] = []
     release = asyncio.Event()
@@ -27,20 +28,17 @@ async def test_waiters_get_in_by_priority_then_in_order() -> None:
 
     holder = asyncio.create_task(hold())
     await asyncio.sleep(0)
-    waiters = [
-        asyncio.create_task(one(name, priority))
-        for name, priority in [
-            ("n1", (NORMAL, 0)),
-            ("u1", (URGENT, 0)),
-            ("n2", (NORMAL, 0)),
-            ("u2", (URGENT, 0)),
-        ]
-    ]
+    waiters = [asyncio.create_task(one(name, priority)) for name, priority in requests]
     await asyncio.sleep(0)
     assert admitted == []  # the one place is held
     release.set()
     await asyncio.gather(holder, *waiters)
-    assert admitted == ["u1", "u2", "n1", "n2"]
+    return admitted
+
+
+async def test_waiters_get_in_by_priority_then_in_order() -> None:
+    requests = [("n1", (NORMAL, 0)), ("u1", (URGENT, 0)), ("n2", (NORMAL, 0)), ("u2", (URGENT, 0))]
+    assert await admission_order(requests) == ["u1", "u2", "n1", "n2"]
 
 
 async def test_never_more_than_the_limit_in_flight() -> None:
@@ -85,26 +83,15 @@ async def test_a_cancelled_waiter_does_not_lose_a_place() -> None:
 
 async def test_among_urgent_requests_a_lower_rank_goes_first() -> None:
     """The first Agent's Pod goes before later Agents' first requests (arrival rank)."""
-    gate = PriorityGate(1)
-    admitted: list[str] = []
-    release = asyncio.Event()
-
-    async def hold() -> None:
-        async with gate.slot((NORMAL, 0)):
-            await release.wait()
-
-    async def request(name: str, rank: int) -> None:
-        with kube.urgent(rank):  # what the client reads from the context
-            async with gate.slot(kube._priority.get()):
-                admitted.append(name)
-
-    holder = asyncio.create_task(hold())
-    await asyncio.sleep(0)
-    waiters = [
-        asyncio.create_task(request(name, rank))
-        for name, rank in [("secret-3", 3), ("secret-2", 2), ("pod-1", 1), ("secret-4", 4)]
+    with kube.urgent(3):  # what the client reads from the context for each request
+        assert kube._priority.get() == (URGENT, 3)
+    assert kube._priority.get() == (NORMAL, 0)
+    ranks = [("secret-3", 3), ("secret-2", 2), ("pod-1", 1), ("status-0", None), ("secret-4", 4)]
+    requests = [(name, (NORMAL, 0) if r is None else (URGENT, r)) for name, r in ranks]
+    assert await admission_order(requests) == [
+        "pod-1",
+        "secret-2",
+        "secret-3",
+        "secret-4",
+        "status-0",
     ]
-    await asyncio.sleep(0)
-    release.set()
-    await asyncio.gather(holder, *waiters)
-    assert admitted == ["pod-1", "secret-2", "secret-3", "secret-4"]
