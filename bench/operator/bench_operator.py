@@ -80,6 +80,16 @@ class Watcher:
         self.met = met
         self.seen: dict[str, float] = {}
         self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start watching; return once the watch is open (raise if it failed to open)."""
+        self.task = asyncio.create_task(self.run())
+        ready = asyncio.create_task(self.ready.wait())
+        await asyncio.wait({ready, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            self.task.result()
 
     async def run(self) -> None:
         """Watch from now on; a watch the server ends goes on from the last version seen."""
@@ -106,6 +116,9 @@ class Watcher:
     async def wait(self, names: list[str]) -> None:
         deadline = time.perf_counter() + 300
         while not all(n in self.seen for n in names):
+            if self.task is not None and self.task.done():
+                self.task.result()  # the watch failed: say why now, not at the deadline
+                raise RuntimeError(f"watch {self.url} ended")
             if time.perf_counter() > deadline:
                 missing = [n for n in names if n not in self.seen]
                 raise TimeoutError(f"{len(missing)} never got there, e.g. {missing[:3]}")
@@ -151,9 +164,8 @@ async def run_batch(
         client, f"/apis/paddock.dev/v1alpha1/namespaces/{namespace}/agents", agent_reconciled
     )
     watchers = [pods, agents] if operator else [pods]
-    tasks = [asyncio.create_task(w.run()) for w in watchers]
     for watcher in watchers:
-        await watcher.ready.wait()
+        await watcher.start()
     groups_gate, requests_gate = asyncio.Semaphore(limit), asyncio.Semaphore(in_flight)
     sent: dict[str, float] = {}
     answered: dict[str, float] = {}
@@ -174,8 +186,9 @@ async def run_batch(
         done = max(agents.seen[n] for n in names)
     else:
         done = max(answered[n] for n in names)
-    for task in tasks:
-        task.cancel()
+    for watcher in watchers:
+        if watcher.task is not None:
+            watcher.task.cancel()
     wall = max(done, *pods.seen.values()) - start
     return [(pods.seen[pod] - sent[pod]) * 1000 for _, pod, _ in groups], wall
 
