@@ -279,9 +279,10 @@ async def bench(
 ) -> tuple[list[Result], str, dict[str, float]]:
     """The four runs' results, the operator's API requests per Agent, and the CPU seconds each
     of processes used over the two operator runs."""
-    headers = {"Authorization": f"Bearer {server.token}"}
-    connector = aiohttp.TCPConnector(limit=100, ssl=ssl_context(server))
-    async with aiohttp.ClientSession(server.url, connector=connector, headers=headers) as c:
+    connector = aiohttp.TCPConnector(limit=100, ssl=server.ssl_context())
+    async with aiohttp.ClientSession(
+        server.url, connector=connector, headers=server.admin_headers
+    ) as c:
         results = []
         gate = asyncio.Semaphore(1)
         for ns in ("pods", "objects", "burst", "sustained"):
@@ -309,12 +310,6 @@ async def bench(
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
         used = (await request_counts(c)) - before
         return results, per_agent(used, burst + sustained), cpu
-
-
-def ssl_context(server: ApiServer) -> Any:
-    import ssl  # noqa: PLC0415
-
-    return ssl.create_default_context(cafile=str(server.ca_file))
 
 
 async def wait_default_sa(client: aiohttp.ClientSession, namespace: str) -> None:

@@ -87,6 +87,15 @@ class ApiServer:
         """A kubeconfig for the admin user (system:masters)."""
         return self.workdir / "kubeconfig"
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The admin user's (system:masters) bearer token, as request headers."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts the API server's certificate."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
     def __enter__(self) -> Self:
         try:
             self.start()
@@ -234,18 +243,13 @@ class ApiServer:
         ]
 
     def _wait_http(self, url: str, name: str, timeout: float) -> None:
-        context = (
-            ssl.create_default_context(cafile=str(self.ca_file))
-            if url.startswith("https")
-            else None
-        )
+        context = self.ssl_context() if url.startswith("https") else None
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
             self.check_alive()
             # S310: the URL is one this class built, http(s) to 127.0.0.1.
-            auth = {"Authorization": f"Bearer {self.token}"}
-            request = urllib.request.Request(url, headers=auth)  # noqa: S310
+            request = urllib.request.Request(url, headers=self.admin_headers)  # noqa: S310
             try:
                 with urllib.request.urlopen(request, timeout=5, context=context) as answer:  # noqa: S310
                     if answer.status == 200:

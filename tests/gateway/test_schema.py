@@ -46,9 +46,7 @@ def test_no_input_makes_the_gateway_fail(
             if "namespace" in parameters and zlib.crc32(str(parameters).encode()) % 2 == 0:
                 parameters["namespace"] = namespace
                 parameters["agent"] = "target"
-            response = case.call(
-                base_url=url, headers={"Authorization": f"Bearer {apiserver.token}"}, timeout=10
-            )
+            response = case.call(base_url=url, headers=apiserver.admin_headers, timeout=10)
             case.validate_response(response, checks=[not_a_server_error])
 
         check()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,12 @@ from paddock_operator.kube import Kube, KubeError, UnavailableError
 pytestmark = [pytest.mark.apiserver, pytest.mark.asyncio]
 
 
-def context(server: ApiServer) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(server.ca_file))
-
-
 async def test_a_rotated_service_account_token_is_picked_up(
     apiserver: ApiServer, tmp_path: Path
 ) -> None:
     token = tmp_path / "token"
     token.write_text("not-a-token-the-api-server-knows\n")
-    kube = Kube(apiserver.url, ssl_context=context(apiserver), headers={}, token_file=token,
+    kube = Kube(apiserver.url, ssl_context=apiserver.ssl_context(), headers={}, token_file=token,
                 token_max_age=0)  # fmt: skip
     try:
         with pytest.raises(KubeError) as refused:
@@ -38,8 +33,7 @@ async def test_a_rotated_service_account_token_is_picked_up(
 
 async def test_no_answer_is_an_unavailable_error_not_a_crash(apiserver: ApiServer) -> None:
     gone = f"https://127.0.0.1:{free_port()}"  # nothing listens there
-    headers = {"Authorization": f"Bearer {apiserver.token}"}
-    kube = Kube(gone, ssl_context=context(apiserver), headers=headers)
+    kube = Kube(gone, ssl_context=apiserver.ssl_context(), headers=apiserver.admin_headers)
     try:
         with pytest.raises(UnavailableError) as failed:
             await kube.get("/api/v1/namespaces/default")

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,8 +75,8 @@ def apply_and_kill_at_the_first_pod(
     with (
         httpx.Client(
             base_url=server.url,
-            verify=ssl.create_default_context(cafile=str(server.ca_file)),
-            headers={"Authorization": f"Bearer {server.token}"},
+            verify=server.ssl_context(),
+            headers=server.admin_headers,
             timeout=60,
         ) as client,
         client.stream(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import pytest
@@ -19,9 +18,7 @@ pytestmark = pytest.mark.apiserver
 
 
 def admin_client(server: ApiServer) -> Kube:
-    context = ssl.create_default_context(cafile=str(server.ca_file))
-    headers = {"Authorization": f"Bearer {server.token}"}
-    return Kube(server.url, ssl_context=context, headers=headers)
+    return Kube(server.url, ssl_context=server.ssl_context(), headers=server.admin_headers)
 
 
 @pytest.mark.asyncio
