@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from paddock.testing.apiserver import ApiServer, ApiServerError
+from paddock.testing.wait import wait_for
 
-T = TypeVar("T")
+__all__ = ["Cluster", "wait_for"]
+
 Obj = dict[str, Any]
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30) -> T:
-    """Poll check until it returns something truthy; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 class Cluster:

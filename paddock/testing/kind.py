@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from paddock.testing.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = os.environ.get("PADDOCK_E2E_CLUSTER", "paddock")
@@ -29,18 +30,15 @@ Obj = dict[str, Any]
 
 
 def wait_until(check: Callable[[], T | None], what: str, timeout: float = 180) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except (subprocess.CalledProcessError, KeyError, json.JSONDecodeError) as exc:
-            last = exc
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
+    """wait_for at a cluster's pace: once a second, kubectl failures and half-made objects
+    (a missing key, no JSON yet) counting as not yet."""
+    return wait_for(
+        check,
+        what,
+        timeout,
+        every=1,
+        tolerate=(subprocess.CalledProcessError, KeyError, json.JSONDecodeError),
+    )
 
 
 @dataclass
