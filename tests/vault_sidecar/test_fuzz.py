@@ -22,7 +22,7 @@ from paddock import pki
 from paddock_vault import clienthello, framing, swap
 from paddock_vault.config import Credential, Policy
 from paddock_vault.errors import PolicyError, RequestError
-from paddock_vault.scrub import StreamRewriter, replace_all
+from paddock_vault.scrub import Masker
 from paddock_vault.testing import (
     GITHUB_REAL,
     GITHUB_STUB,
@@ -146,14 +146,14 @@ def test_raw_head_fast_path_agrees_with_the_field_by_field_look(
 )
 def test_scrubbing_survives_any_chunk_boundaries(pieces: list[bytes], cuts: list[int]) -> None:
     stream = b"".join(pieces)
-    table = swap.body_scrub(POLICY)
-    rewriter = StreamRewriter(table)
+    secrets = swap.secrets(POLICY)
+    masker = Masker(secrets, {})
     out, start = b"", 0
     for cut in sorted(c for c in cuts if c <= len(stream)):
-        out += rewriter.feed(stream[start:cut])
+        out += masker.feed(stream[start:cut])
         start = cut
-    out += rewriter.feed(stream[start:]) + rewriter.flush()
-    assert out == replace_all(stream, table)
+    out += masker.feed(stream[start:]) + masker.release()
+    assert out == Masker(secrets, {}).text(stream)
     assert len(out) == len(stream)
     assert all(real.encode() not in out for real in REALS.values())
 

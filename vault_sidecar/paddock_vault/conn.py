@@ -47,6 +47,9 @@ class Conn(Protocol):
     def close(self) -> None:
         """Close the stream (without waiting)."""
 
+    def abort(self) -> None:
+        """Reset the stream at once, dropping anything queued (a response cut short)."""
+
     def interrupt(self, error: Exception) -> None:
         """Make the pending (or next) recv raise error."""
 
@@ -101,6 +104,11 @@ class StreamConn:
         with contextlib.suppress(OSError, RuntimeError):
             self.flush()
             self.writer.close()
+
+    def abort(self) -> None:
+        """Reset the connection (RST), dropping anything queued."""
+        self._queued.clear()
+        self.writer.transport.abort()
 
 
 class TlsConn:
@@ -189,3 +197,8 @@ class TlsConn:
         """Send close_notify (best effort) and close the stream."""
         self.close_write()
         self.raw.close()
+
+    def abort(self) -> None:
+        """Reset the stream under TLS at once: no close_notify, the agent sees a cut, not an end."""
+        self._queued.clear()
+        self.raw.abort()

@@ -8,12 +8,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from paddock_vault import audit
+from paddock_vault import audit, swap
 from paddock_vault.certs import LeafCache
 from paddock_vault.config import ConfigWatcher, Policy
 from paddock_vault.errors import PolicyError, VaultError
 from paddock_vault.metrics import Metrics
 from paddock_vault.netguard import NetGuard
+from paddock_vault.scrub import Disclosure, Masker
 from paddock_vault.settings import VaultSettings
 
 Dialer = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
@@ -39,6 +40,8 @@ class Context:
     guard: NetGuard
     dialer: Dialer = asyncio.open_connection
     metrics: Metrics = field(default_factory=Metrics)
+    disclosure: Disclosure = field(default_factory=Disclosure)
+    """What the agent has itself sent of each real value; kept across reloads (keyed by value)."""
     upstream_tls: ssl.SSLContext = field(init=False)
     _leaves: LeafCache | None = field(init=False, default=None)
 
@@ -65,11 +68,18 @@ class Context:
         if port not in self.settings.allowed_ports:
             raise PolicyError(f"port {port} is not allowed", reason="port")
 
+    def masker(self) -> Masker:
+        """A masker for bytes the agent will see: responses, and the vault's own answers."""
+        return Masker(swap.secrets(self.policy), self.disclosure.known)
+
     def redact(self, text: str) -> str:
-        """text without any real value (for messages that quote what a peer sent)."""
-        for credential in self.policy.credentials:
-            text = text.replace(credential.real.decode("latin-1"), "[redacted]")
-        return text
+        """text with every real value, form or start of one masked, for logs (nobody's echo is
+        let through here)."""
+        policy = self.policy
+        masker = policy.memo("log-masker", lambda: Masker(swap.secrets(policy), {}))
+        return masker.text(text.encode("utf-8", "surrogateescape")).decode(
+            "utf-8", "surrogateescape"
+        )
 
     def refusal(self, error: VaultError, mode: str, **where: Any) -> None:
         """Audit and count a refusal."""

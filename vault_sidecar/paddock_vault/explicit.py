@@ -19,7 +19,7 @@ async def handle(ctx: Context, raw: StreamConn) -> None:
         request = await agent.next_request(ctx.settings.header_timeout)
     except RequestError as error:
         ctx.refusal(error, MODE, host=None)
-        await forward.refuse(agent, error)
+        await forward.refuse(agent, error, ctx.masker())
         return
     if request is None:
         return
@@ -41,4 +41,4 @@ async def handle(ctx: Context, raw: StreamConn) -> None:
         await intercept.serve(ctx, raw, mode=MODE, host=host, port=port)
         return
     ctx.refusal(failure, MODE, host=None, method=b"CONNECT", target=request.target)
-    await forward.refuse(agent, failure)
+    await forward.refuse(agent, failure, ctx.masker())

@@ -22,7 +22,7 @@ from paddock_vault.conn import TlsConn
 from paddock_vault.context import Context
 from paddock_vault.errors import PolicyError, RequestError, UpstreamError, VaultError
 from paddock_vault.h1 import END, AgentSide, Head
-from paddock_vault.scrub import ForbiddenError, StreamRewriter
+from paddock_vault.scrub import DisclosureScanner, ForbiddenError, Guard, Masker
 from paddock_vault.upstream import Destination, Upstream, UpstreamPool
 
 Router = Callable[[Head], tuple[Destination, bytes]]
@@ -30,12 +30,21 @@ Router = Callable[[Head], tuple[Destination, bytes]]
 
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 1 << 20
-_FRAMING = (b"content-length", b"transfer-encoding", b"accept-encoding")
+# Framing is the vault's to set; Range would let a response come back in pieces that no single
+# piece of holds a whole value to mask (the vault also refuses a 206 it never asked for).
+_DROP = frozenset(
+    {b"content-length", b"transfer-encoding", b"accept-encoding", b"range", b"if-range"}
+)
 
 
-def error_response(error: VaultError) -> bytes:
-    """A complete HTTP/1.1 error response that closes the connection."""
-    body = f"paddock vault: {error.message}\n".encode("utf-8", "replace")
+def error_response(error: VaultError, masker: Masker) -> bytes:
+    """A complete HTTP/1.1 error response that closes the connection.
+
+    The message may quote what a peer sent (an upstream's header, a name): it is masked like any
+    response the agent sees.
+    """
+    text = f"paddock vault: {error.message}\n".encode("utf-8", "replace")
+    body = masker.text(text)
     status = error.status if 400 <= error.status <= 599 else 500
     return (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
@@ -85,17 +94,15 @@ class _Exchange:
             raw=request.raw,
         )
 
-    def _headers(self, outgoing: swap.Outgoing, dest: Destination) -> list[tuple[bytes, bytes]]:
+    def _headers(self, outgoing: swap.Outgoing) -> list[tuple[bytes, bytes]]:
         request = self.request
-        drop = _FRAMING if dest.tls else _FRAMING[:2]
-        headers = [(n, v) for n, v in outgoing.headers if n.lower() not in drop]
+        headers = [(n, v) for n, v in outgoing.headers if n.lower() not in _DROP]
         if request.chunked:
             headers.append((b"Transfer-Encoding", b"chunked"))
         elif request.length is not None:
             headers.append((b"Content-Length", b"%d" % request.length))
-        if dest.tls:
-            # The vault must see response bodies in clear text to scrub them.
-            headers.append((b"Accept-Encoding", b"identity"))
+        # The vault must see response bodies in clear text to scrub them.
+        headers.append((b"Accept-Encoding", b"identity"))
         return headers
 
     async def run(self, router: Router) -> bool:
@@ -107,16 +114,16 @@ class _Exchange:
         self.dest = dest
         self.ctx.check_port(dest.port)
         outgoing = self._outgoing(dest)
+        disclosed = self.ctx.disclosure.scanner(swap.secrets(self.ctx.policy))
+        disclosed.feed(request.raw or request.target)
         if _expects_continue(request):
             self.agent.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         upstream = await self.pool.get(dest)
-        upstream.send(
-            h1.request_head(request.method, outgoing.target, self._headers(outgoing, dest))
-        )
+        upstream.send(h1.request_head(request.method, outgoing.target, self._headers(outgoing)))
         upstream.expect_response(head_only=request.method == b"HEAD")
-        guard = StreamRewriter(swap.body_guard(self.ctx.policy, dest.host, secure=dest.tls))
-        await self._request_body(upstream, guard)
-        status, keep = await response.relay(self.ctx, self.agent, upstream, request, dest.tls)
+        guard = Guard(swap.body_guard(self.ctx.policy, dest.host, secure=dest.tls))
+        await self._request_body(upstream, guard, disclosed)
+        status, keep = await response.relay(self.ctx, self.agent, upstream, request)
         self.ctx.metrics.request(self.mode, "forwarded", time.monotonic() - started)
         audit.record(
             "forwarded", mode=self.mode, status=status, credentials=outgoing.swapped, **self.where()
@@ -124,14 +131,16 @@ class _Exchange:
         self.pool.release()
         return keep
 
-    async def _request_body(self, upstream: Upstream, guard: StreamRewriter) -> None:
+    async def _request_body(
+        self, upstream: Upstream, guard: Guard, disclosed: DisclosureScanner
+    ) -> None:
         settings = self.ctx.settings
         chunked = self.request.chunked
         total = 0
         while True:
             event = await self.agent.next_event(settings.header_timeout, before_wait=upstream.conn)
             if event is END:
-                tail = guard.flush()
+                tail = self._guarded(guard.finish)
                 if tail:
                     upstream.send(h1.chunk(tail) if chunked else tail)
                 if chunked:
@@ -143,20 +152,24 @@ class _Exchange:
             total += len(event)
             if total > settings.max_body_bytes:
                 raise RequestError("request body too large", status=413, reason="limit")
-            try:
-                data = guard.feed(event)
-            except ForbiddenError:
-                raise PolicyError(
-                    "the request body holds a credential that may not go to "
-                    f"{self.dest.host if self.dest else '?'}",
-                    reason="credential_blocked",
-                ) from None
+            disclosed.feed(event)
+            data = self._guarded(lambda: guard.feed(event))  # noqa: B023 - called at once
             if data:
                 upstream.send(h1.chunk(data) if chunked else data)
                 try:
                     await upstream.conn.drain()
                 except OSError as error:
                     raise UpstreamError(f"upstream closed: {error}", reason="connect") from None
+
+    def _guarded(self, step: Callable[[], bytes]) -> bytes:
+        try:
+            return step()
+        except ForbiddenError:
+            raise PolicyError(
+                "the request body holds a credential that may not go to "
+                f"{self.dest.host if self.dest else '?'}",
+                reason="credential_blocked",
+            ) from None
 
 
 async def serve(
@@ -185,18 +198,24 @@ async def serve(
     except VaultError as error:
         where = exchange.where() if exchange is not None else {}
         ctx.refusal(error, mode, **where)
-        await refuse(agent, error)
+        await refuse(agent, error, ctx.masker())
     finally:
         agent.stop()
         pool.discard()
 
 
-async def refuse(agent: AgentSide, error: VaultError) -> None:
-    """Answer with an error, if no response has started on this connection, and let it close."""
-    if not agent.response_started:
-        agent.respond(error_response(error))
-        with contextlib.suppress(OSError):
-            await agent.conn.drain()
+async def refuse(agent: AgentSide, error: VaultError, masker: Masker) -> None:
+    """Answer with an error, if no response has started on this connection, and let it close.
+
+    A response that had started is cut short: the connection is reset rather than closed, so the
+    agent can never take what it got for a whole body.
+    """
+    if agent.response_started:
+        agent.conn.abort()
+        return
+    agent.respond(error_response(error, masker))
+    with contextlib.suppress(OSError):
+        await agent.conn.drain()
     # Read what the agent is still sending (a body the vault refused) for a moment before the
     # caller closes: closing with unread input resets the connection and can lose the answer.
     agent.conn.close_write()

@@ -287,6 +287,10 @@ class UpstreamSide(Peer):
         self._head_bytes = 0
         self._messages = _Messages(httptools.HttpResponseParser)
 
+    def has_event(self) -> bool:
+        """Whether the next event is already parsed (next_event returns without reading)."""
+        return self._messages is not None and bool(self._messages.events)
+
     def _on_eof(self, messages: _Messages) -> None:
         head = messages.head
         # A body that is delimited by the end of the connection ends here.

@@ -1,82 +1,268 @@
-"""Find and replace secrets in a byte stream cut at arbitrary places, without buffering it.
+"""Find secrets in byte streams cut anywhere, without the stream's shape depending on them.
 
-Only the tail that could be the start of a needle is held back until the next chunk, so a stream
-of events (SSE) flows as it arrives unless its last bytes happen to begin a secret.
+Two jobs share the same rule for how bytes are held back:
+
+- `Masker` (what reaches the agent): every real value, in any letter case, in its common encodings,
+  and any run of `MIN_FRAGMENT` or more bytes that starts a real value beyond what the agent has
+  itself sent (`Disclosure`) becomes as many `*`, so lengths never change.
+- `Guard` (request bodies): a stub or value that must not reach the destination raises
+  ForbiddenError.
+
+Why the hold-back is the same for every byte: a scrubber that holds back only a tail that *could*
+begin a secret tells anyone who sees its output's framing or timing whether that tail is a prefix
+of the secret, and an echoing server turns that into a byte-by-byte search. Here the last `hold`
+bytes are always held, whatever they are, and released by the next chunk, the end of the stream or
+the caller's timer (`release`), none of which looks at the content. Only the bytes change, and only
+where they are (part of) a secret.
+
+Known limit: a server that transforms what it reflects (base64 of a reflected value outside the
+three alignments covered here, reversed, sliced into pieces shorter than `MIN_FRAGMENT`) can always
+hide a value from any scrubber. The encodings covered are the common ones: percent-encoding and
+JSON `\\u` escapes of every byte, and base64 (standard and URL-safe alphabets) at each alignment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import binascii
+import re
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+MIN_FRAGMENT = 8
+"""The shortest start of a real value that is masked wherever it appears (unless the agent sent it).
+
+Shorter pieces are too common in ordinary text to mask, and reveal too little of a random token:
+at most MIN_FRAGMENT - 1 bytes, most of which are a public prefix such as `ghp_` or `sk-`.
+"""
 
 
 class ForbiddenError(Exception):
     """A needle that must not pass was found; args[0] is the needle."""
 
 
-class Needles:
-    """What to look for and what to put instead (None: must not pass), prepared once."""
+@dataclass(frozen=True)
+class _Form:
+    """One way a real value can appear: its lower-cased text and how its length scales."""
 
-    def __init__(self, replacements: Mapping[bytes, bytes | None]) -> None:
-        self.replacements = {n: r for n, r in replacements.items() if n}
-        # Longest first, so that at one position the longer needle wins.
-        self.needles = sorted(self.replacements, key=len, reverse=True)
-        self.firsts = {n[0] for n in self.needles}
-        self.longest = len(self.needles[0]) if self.needles else 0
+    text: bytes
+    value: bytes
+    """The real value it encodes (lower-cased)."""
+    unit: int
+    """Bytes of text per byte of value; 0: only the whole form counts (base64)."""
 
 
-class StreamRewriter:
-    """Replaces each needle with its replacement; a needle mapped to None raises ForbiddenError."""
+def _base64_cores(value: bytes) -> Iterator[bytes]:
+    """The part of base64(x + value + y) that is the same for any x of each length mod 3, any y."""
+    for align in range(3):
+        encoded = base64.b64encode(b"\0" * align + value)
+        start, end = -(-8 * align // 6), 8 * (align + len(value)) // 6
+        yield encoded[start:end]
 
-    def __init__(self, needles: Needles | Mapping[bytes, bytes | None]) -> None:
-        prepared = needles if isinstance(needles, Needles) else Needles(needles)
-        self._replacements = prepared.replacements
-        self._needles = prepared.needles
-        self._firsts = prepared.firsts
-        self._longest = prepared.longest
+
+def forms(value: bytes) -> list[bytes]:
+    """The spellings of value the scrubber looks for (before lower-casing)."""
+    cores = list(_base64_cores(value))
+    return [
+        value,
+        b"".join(b"%%%02X" % b for b in value),
+        b"".join(b"\\u%04x" % b for b in value),
+        *cores,
+        *(c.translate(bytes.maketrans(b"+/", b"-_")) for c in cores),
+    ]
+
+
+def _forms(value: bytes) -> list[_Form]:
+    low = value.lower()
+    units = [1, 3, 6]
+    found: dict[bytes, _Form] = {}
+    for i, text in enumerate(forms(value)):
+        form = _Form(text.lower(), low, units[i] if i < len(units) else 0)
+        found.setdefault(form.text, form)
+    return list(found.values())
+
+
+class Secrets:
+    """Every form of a set of real values, prepared once per policy."""
+
+    def __init__(self, values: Iterable[bytes]) -> None:
+        originals = tuple(dict.fromkeys(v for v in values if v))
+        self.values = tuple(dict.fromkeys(v.lower() for v in originals))
+        """Lower-cased, as the Disclosure keys them."""
+        # Encodings of the value as it is: percent-encoding "A" is not percent-encoding "a".
+        self.forms = tuple(dict.fromkeys(f for v in originals for f in _forms(v)))
+        self.hold = max((len(f.text) for f in self.forms), default=1) - 1
+
+    def probes(self, known: Mapping[bytes, int]) -> tuple[tuple[bytes, int], ...]:
+        """(form, how many of its first bytes make a match) given what the agent disclosed."""
+        probes = []
+        for form in self.forms:
+            value = form.value
+            chars = min(len(value), max(MIN_FRAGMENT, known.get(value, 0) + 1))
+            need = len(form.text) if form.unit == 0 else form.unit * chars
+            probes.append((form.text, need))
+        return tuple(probes)
+
+
+def _spans(low: bytes, probes: tuple[tuple[bytes, int], ...]) -> Iterator[tuple[int, int]]:
+    """(start, end) of each match in low: a probe's first bytes, extended as far as they agree."""
+    size = len(low)
+    for text, need in probes:
+        head = text[:need]
+        at = low.find(head)
+        while at >= 0:
+            end = at + need
+            while end < size and end - at < len(text) and low[end] == text[end - at]:
+                end += 1
+            yield at, end
+            at = low.find(head, at + 1)
+
+
+def mask_spans(
+    data: bytes, probes: tuple[tuple[bytes, int], ...], start: int = 0, stop: int | None = None
+) -> bytes:
+    """data[start:stop] with every match found in all of data masked."""
+    stop = len(data) if stop is None else stop
+    out = bytearray(data[start:stop])
+    for at, end in _spans(data.lower(), probes):
+        a, b = max(at, start), min(end, stop)
+        if a < b:
+            out[a - start : b - start] = b"*" * (b - a)
+    return bytes(out)
+
+
+class Masker:
+    """Masks secrets in a stream, always holding back the last `hold` bytes, whatever they are."""
+
+    def __init__(self, secrets: Secrets, known: Mapping[bytes, int]) -> None:
+        self._probes = secrets.probes(known)
+        self.hold = secrets.hold if secrets.forms else 0
+        self._tail = b""
+        """The last bytes released, as they came: a match may start there and go on."""
         self._held = b""
 
-    def _partial(self, tail: bytes) -> int:
-        """Length of the longest suffix of tail that is a proper prefix of a needle."""
-        for k in range(min(len(tail), self._longest - 1), 0, -1):
-            if tail[-k] in self._firsts:
-                suffix = tail[-k:]
-                if any(len(n) > k and n.startswith(suffix) for n in self._needles):
-                    return k
-        return 0
+    @property
+    def holding(self) -> bool:
+        """Whether bytes are waiting for more input, the end, or release()."""
+        return bool(self._held)
 
-    def _replace(self, data: bytes, *, final: bool) -> bytes:
-        pieces: list[bytes] = []
-        pos = 0
-        while True:
-            best, best_at = b"", -1
-            for needle in self._needles:
-                at = data.find(needle, pos)
-                if at >= 0 and (best_at < 0 or at < best_at):
-                    best, best_at = needle, at
-            if best_at < 0:
-                break
-            replacement = self._replacements[best]
-            if replacement is None:
-                raise ForbiddenError(best)
-            pieces += (data[pos:best_at], replacement)
-            pos = best_at + len(best)
-        keep = 0 if final else self._partial(data[pos:])
-        pieces.append(data[pos : len(data) - keep])
-        self._held = data[len(data) - keep :]
-        return b"".join(pieces)
+    def _cut(self, window: bytes, cut: int) -> bytes:
+        base = len(self._tail)
+        out = mask_spans(window, self._probes, base, cut) if self._probes else window[base:cut]
+        self._tail = window[max(0, cut - self.hold) : cut]
+        self._held = window[cut:]
+        return out
 
-    def feed(self, chunk: bytes) -> bytes:
-        """The rewritten bytes that can be released now."""
+    def feed(self, data: bytes) -> bytes:
+        """The masked bytes that leave now: all but the last `hold` of what has come in."""
+        if not self.hold:
+            return data
+        window = self._tail + self._held + data
+        return self._cut(window, max(len(self._tail), len(window) - self.hold))
+
+    def release(self) -> bytes:
+        """Everything held, masked as far as can be told now (the caller's timer, or the end)."""
+        if not self._held:
+            return b""
+        window = self._tail + self._held
+        return self._cut(window, len(window))
+
+    def text(self, data: bytes) -> bytes:
+        """data masked as a whole (a header, a message), leaving this stream as it was."""
+        return mask_spans(data, self._probes) if self._probes else data
+
+
+class Guard:
+    """Raises ForbiddenError on a needle; lets all but the last `hold` bytes through, always."""
+
+    def __init__(self, needles: Iterable[bytes]) -> None:
+        self._needles = tuple(sorted({n for n in needles if n}, key=len, reverse=True))
+        self.hold = max((len(n) for n in self._needles), default=1) - 1
+        self._held = b""
+
+    def _check(self, window: bytes) -> None:
+        for needle in self._needles:
+            if needle in window:
+                raise ForbiddenError(needle)
+
+    def feed(self, data: bytes) -> bytes:
+        """What may leave now; ForbiddenError if a needle is complete in what came in."""
         if not self._needles:
-            return chunk
-        return self._replace(self._held + chunk, final=False)
+            return data
+        window = self._held + data
+        self._check(window)
+        cut = max(0, len(window) - self.hold)
+        self._held = window[cut:]
+        return window[:cut]
 
-    def flush(self) -> bytes:
-        """Whatever was held back, at the end of the stream."""
-        return self._replace(self._held, final=True) if self._held else b""
+    def finish(self) -> bytes:
+        """The rest, at the end of the stream."""
+        held, self._held = self._held, b""
+        self._check(held)
+        return held
 
 
-def replace_all(data: bytes, replacements: Needles | Mapping[bytes, bytes | None]) -> bytes:
-    """data with every needle replaced (ForbiddenError for a None replacement)."""
-    rewriter = StreamRewriter(replacements)
-    return rewriter.feed(data) + rewriter.flush()
+_BASIC = re.compile(rb"(?i)basic[ \t]+([A-Za-z0-9+/=_-]{4,})")
+_UNICODE_ESCAPE = re.compile(rb"\\u00([0-9a-fA-F]{2})")
+
+
+def _decoded_views(data: bytes) -> Iterator[bytes]:
+    """data as a server might decode it before echoing: percent, JSON \\u escapes, Basic."""
+    if b"%" in data:
+        yield urllib.parse.unquote_to_bytes(data)
+    if b"\\u" in data:
+        yield _UNICODE_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), data)
+    for found in _BASIC.finditer(data):
+        token = found.group(1)
+        try:  # both alphabets: "-_" are read as "+/", and "+/" stay themselves
+            yield base64.b64decode(token.rstrip(b"=") + b"==", altchars=b"-_")
+        except (binascii.Error, ValueError):
+            continue
+
+
+class Disclosure:
+    """How much of the start of each real value the agent has itself sent, across requests.
+
+    Echoing back what the agent sent teaches it nothing, so the masker lets through starts of a
+    value up to that length: otherwise an echoed guess that is masked only when it is right would be
+    an oracle. Looked for in the bytes as sent and as a server commonly decodes them (percent,
+    JSON escapes, Basic credentials), in any letter case.
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[bytes, int] = {}
+
+    def scanner(self, secrets: Secrets) -> DisclosureScanner:
+        """A scanner for one stream of the agent's bytes (a request head and body)."""
+        return DisclosureScanner(self, secrets)
+
+
+class DisclosureScanner:
+    """Feeds one stream of the agent's bytes into a Disclosure, across chunk boundaries."""
+
+    def __init__(self, disclosure: Disclosure, secrets: Secrets) -> None:
+        self._known = disclosure.known
+        self._values = secrets.values
+        self._keep = max((len(v) for v in self._values), default=1) - 1
+        self._tail = b""
+
+    def feed(self, data: bytes) -> None:
+        """Note the longest start of each value found in what came so far."""
+        if not self._values:
+            return
+        window = self._tail + data
+        self._tail = window[-self._keep :] if self._keep else b""
+        views = [window.lower(), *(v.lower() for v in _decoded_views(window))]
+        known = self._known
+        for value in self._values:
+            head = value[:MIN_FRAGMENT]
+            for view in views:
+                at = view.find(head)
+                while at >= 0:
+                    n = len(head)
+                    while n < len(value) and at + n < len(view) and view[at + n] == value[n]:
+                        n += 1
+                    if n > known.get(value, 0):
+                        known[value] = n
+                    at = view.find(head, at + 1)

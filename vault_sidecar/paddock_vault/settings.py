@@ -47,6 +47,8 @@ class VaultSettings(BaseSettings):
     idle_timeout: Seconds = 120.0
     upstream_timeout: Seconds = 300.0
     """How long to wait for the next bytes from upstream (response head, body chunks)."""
+    scrub_flush_seconds: Annotated[float, Field(gt=0, le=0.1)] = 0.001
+    """How long a response's held-back bytes wait for more before leaving anyway (SSE latency)."""
     max_header_bytes: Annotated[int, Field(ge=1024, le=1 << 20)] = 64 * 1024
     max_body_bytes: Annotated[int, Field(ge=0)] = 1 << 30
     max_connections: Annotated[int, Field(ge=1)] = 1024

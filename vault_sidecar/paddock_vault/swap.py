@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from paddock_vault.config import Credential, Policy
 from paddock_vault.errors import PolicyError
-from paddock_vault.scrub import Needles
+from paddock_vault.scrub import Masker, Secrets
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -55,7 +55,7 @@ class _Plan:
     owners: dict[bytes, Credential]
     """Every stub and real value that must not go to the host, and whose it is."""
     forbidden: re.Pattern[bytes] | None
-    guard: Needles
+    guard: tuple[bytes, ...]
 
 
 def _plan(policy: Policy, host: str, secure: bool) -> _Plan:
@@ -64,7 +64,7 @@ def _plan(policy: Policy, host: str, secure: bool) -> _Plan:
         owners = {n: c for c in policy.credentials if c not in bound for n in (c.stub, c.real)}
         pattern = b"|".join(re.escape(n) for n in sorted(owners, key=len, reverse=True))
         forbidden = re.compile(pattern) if owners else None
-        return _Plan(host, secure, bound, owners, forbidden, Needles(dict.fromkeys(owners)))
+        return _Plan(host, secure, bound, owners, forbidden, tuple(owners))
 
     return policy.memo(("plan", host, secure), make)
 
@@ -205,26 +205,31 @@ def _inject(headers: Headers, bound: Sequence[Credential]) -> tuple[Headers, lis
     return headers, injected
 
 
-def scrub_value(policy: Policy, value: bytes) -> bytes:
-    """value with every real value replaced by its stub."""
-    for credential in policy.credentials:
-        if credential.real in value:
-            value = value.replace(credential.real, credential.stub)
-    return value
+def secrets(policy: Policy) -> Secrets:
+    """Every real value of the policy, in every form the masker looks for."""
+    return policy.memo("secrets", lambda: Secrets(c.real for c in policy.credentials))
 
 
-def scrub_headers(policy: Policy, headers: Headers) -> Headers:
-    """Response headers with every real value replaced by its stub."""
-    return [(name, scrub_value(policy, value)) for name, value in headers]
+def _restub_pattern(policy: Policy) -> tuple[re.Pattern[bytes] | None, dict[bytes, bytes]]:
+    def make() -> tuple[re.Pattern[bytes] | None, dict[bytes, bytes]]:
+        reals = sorted((c.real for c in policy.credentials), key=len, reverse=True)
+        stubs = {c.real.lower(): c.stub for c in policy.credentials}
+        pattern = b"|".join(re.escape(r) for r in reals)
+        return (re.compile(pattern, re.IGNORECASE) if reals else None), stubs
+
+    return policy.memo("restub", make)
 
 
-def body_guard(policy: Policy, host: str, *, secure: bool) -> Needles:
-    """Needles a request body to host must not contain (stubs and values of other credentials)."""
+def scrub_field(policy: Policy, masker: Masker, value: bytes) -> bytes:
+    """A response header name or value, or a reason phrase: each real value (in any letter case)
+    becomes its stub, so a URL or cookie that carries it still works through the vault; any other
+    form or start of one is masked."""
+    pattern, stubs = _restub_pattern(policy)
+    if pattern is not None:
+        value = pattern.sub(lambda m: stubs[m.group().lower()], value)
+    return masker.text(value)
+
+
+def body_guard(policy: Policy, host: str, *, secure: bool) -> tuple[bytes, ...]:
+    """What a request body to host must not contain (stubs and values of other credentials)."""
     return _plan(policy, host, secure).guard
-
-
-def body_scrub(policy: Policy) -> Needles:
-    """Real values in a response body, each masked with as many `*` (the length stays)."""
-    return policy.memo(
-        "scrub", lambda: Needles({c.real: b"*" * len(c.real) for c in policy.credentials})
-    )

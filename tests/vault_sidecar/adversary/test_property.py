@@ -1,0 +1,195 @@
+"""The property: whatever an allowed server answers, the agent never gets a real value.
+
+For any response body (real values in any letter case, their encodings, starts of them, noise),
+cut anywhere, paused anywhere (so the quiet timer releases held bytes mid-value), framed any way and
+in any encoding the vault decodes, the bytes the agent receives hold no real value and no start of
+one longer than both MIN_FRAGMENT - 1 and the longest start of it the agent itself ever sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from paddock_vault import scrub
+from paddock_vault.app import Vault
+from paddock_vault.scrub import MIN_FRAGMENT, Masker, Secrets
+from paddock_vault.settings import VaultSettings
+from paddock_vault.testing import GITHUB_STUB, REAL_VALUES, UPSTREAM_NAMES, Dials, Pki, Resolver
+
+REALS = [r.encode() for r in REAL_VALUES]
+
+
+def _cased(value: bytes, seed: int) -> bytes:
+    rng = random.Random(seed)  # noqa: S311 - letter case for a test, not a secret
+    return bytes(c ^ 0x20 if chr(c).isalpha() and rng.random() < 0.5 else c for c in value)
+
+
+@st.composite
+def _piece(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["noise", "value", "start", "form"]))
+    value = draw(st.sampled_from(REALS))
+    if kind == "noise":
+        return draw(st.binary(max_size=24))
+    if kind == "value":
+        return _cased(value, draw(st.integers(0, 99)))
+    if kind == "start":
+        return _cased(value[: draw(st.integers(1, len(value)))], draw(st.integers(0, 99)))
+    return draw(st.sampled_from(scrub.forms(value)))
+
+
+_body = st.lists(_piece(), max_size=8).map(b"".join)
+
+
+def _allowed_start(value: bytes, known: dict[bytes, int]) -> int:
+    """The longest start of value the agent may see."""
+    return max(MIN_FRAGMENT - 1, known.get(value.lower(), 0))
+
+
+def _assert_nothing_learned(out: bytes, known: dict[bytes, int]) -> None:
+    low = out.lower()
+    for value in REALS:
+        allowed = _allowed_start(value, known)
+        if allowed < len(value):
+            assert value.lower()[: allowed + 1] not in low, (value, allowed, out)
+        for i, form in enumerate(scrub.forms(value)[1:]):
+            unit = (3, 6)[i] if i < 2 else None
+            text = form.lower() if unit is None else form.lower()[: unit * (allowed + 1)]
+            if unit is None or allowed < len(value):
+                assert text not in low, (form, out)
+
+
+@pytest.mark.unit
+@settings(max_examples=400, deadline=None)
+@given(
+    body=_body,
+    cuts=st.lists(st.tuples(st.integers(0, 400), st.booleans()), max_size=10),
+    known=st.dictionaries(st.sampled_from([r.lower() for r in REALS]), st.integers(0, 40)),
+)
+def test_the_masker_lets_no_value_through_however_the_stream_is_cut_or_timed(
+    body: bytes, cuts: list[tuple[int, bool]], known: dict[bytes, int]
+) -> None:
+    masker = Masker(Secrets(REALS), known)
+    out, start = b"", 0
+    for cut, timer_fires in sorted((c, t) for c, t in cuts if c <= len(body)):
+        out += masker.feed(body[start:cut])
+        start = cut
+        if timer_fires:
+            out += masker.release()
+    out += masker.feed(body[start:]) + masker.release()
+    assert len(out) == len(body)
+    _assert_nothing_learned(out, known)
+
+
+# --- the same through a real vault and a real server ------------------------------------------
+
+
+@dataclass
+class Live:
+    loop: asyncio.AbstractEventLoop
+    vault: Vault
+    reflector: Any
+    attacker: Any
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, kit: Any) -> Iterator[Live]:
+    """A vault in front of the reflector, on an event loop in another thread."""
+    import ssl  # noqa: PLC0415
+
+    from paddock_vault.testing import RunningVault  # noqa: PLC0415
+
+    work = tmp_path_factory.mktemp("property")
+    certs = Pki.create(work)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    stop = asyncio.Event()
+    ready: asyncio.Future[Live] = loop.create_future()
+
+    async def main() -> None:
+        cert, key = certs.server_files(UPSTREAM_NAMES)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        reflector = kit.Reflector(context)
+        listener = await asyncio.start_server(reflector.handle, "127.0.0.1", 0, ssl=context)
+        reflector.port = listener.sockets[0].getsockname()[1]
+        config = certs.write_config(work)
+        vault = Vault(
+            VaultSettings(
+                config_file=config, listen_hosts=["127.0.0.1"], proxy_port=0,
+                transparent_port=None, admin_host="127.0.0.1", admin_port=0,
+                allowed_ports=[reflector.port], upstream_ca_files=[certs.public_ca_file],
+                unsafe_allow_cidrs=["127.0.0.1/32"],
+            ),  # type: ignore[arg-type]
+            resolver=Resolver(),
+            dialer=Dials(),
+        )  # fmt: skip
+        async with listener, vault:
+            running = RunningVault(vault, Resolver(), Dials(), config, certs)
+            ready.set_result(Live(loop, vault, reflector, kit.Attacker(running, reflector.port)))
+            await stop.wait()
+
+    task = asyncio.run_coroutine_threadsafe(main(), loop)
+    try:
+        yield asyncio.run_coroutine_threadsafe(
+            asyncio.wait_for(asyncio.shield(ready), 20), loop
+        ).result(30)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        task.result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.mark.integration
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=_body,
+    cuts=st.lists(st.tuples(st.integers(0, 300), st.sampled_from([0.0, 0.0, 0.004])), max_size=5),
+    framing=st.sampled_from(["chunked", "length", "close"]),
+    encoding=st.sampled_from(["identity", "gzip", "gzip-members", "deflate", "deflate-raw"]),
+    sent=st.integers(0, len(REALS[0])),
+)
+def test_the_agent_learns_nothing_from_any_response(  # noqa: PLR0917 - hypothesis arguments
+    live: Live,
+    kit: Any,
+    body: bytes,
+    cuts: list[tuple[int, float]],
+    framing: str,
+    encoding: str,
+    sent: int,
+) -> None:
+    pieces, start = [], 0
+    for cut, pause in sorted((c, p) for c, p in cuts if c <= len(body)):
+        pieces.append((pause, body[start:cut]))
+        start = cut
+    pieces.append((0.0, body[start:]))
+    headers, pieces = kit.encoded(encoding, pieces)
+    live.reflector.script("/property", kit.Script(headers, pieces, framing))
+    # The agent sends a start of a real value of its own (a right guess) with the stub.
+    response = live.run(
+        live.attacker.send(
+            "/property",
+            headers={"Authorization": f"Bearer {GITHUB_STUB}"},
+            body=b"guess=" + REALS[0][:sent],
+        )
+    )
+    assert response.status == 200, response.head
+    assert response.complete
+    assert len(response.body) == len(body)
+    _assert_nothing_learned(response.head + response.body, live.vault.ctx.disclosure.known)
