@@ -10,7 +10,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
-from paddock_vault import admin, explicit, transparent
+from paddock_vault import admin, explicit, logs, transparent
 from paddock_vault.config import ConfigError, ConfigWatcher
 from paddock_vault.conn import StreamConn
 from paddock_vault.context import Context, Dialer
@@ -56,6 +56,7 @@ class Vault:
         self.servers: dict[str, list[asyncio.Server]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
+        self._unredact: Callable[[], None] | None = None
 
     def address(self, name: str) -> tuple[str, int]:
         """(host, port) a listener ("proxy", "transparent", "admin") is bound to."""
@@ -107,6 +108,7 @@ class Vault:
 
     async def start(self) -> None:
         """Open the listeners and start watching the configuration."""
+        self._unredact = logs.install(self.ctx.redact)
         s = self.settings
         await self._listen("proxy", s.listen_hosts, s.proxy_port, explicit.handle)
         if s.transparent_port is not None:
@@ -134,6 +136,8 @@ class Vault:
             for server in servers:
                 with contextlib.suppress(Exception):
                     await server.wait_closed()
+        if self._unredact is not None:
+            self._unredact()
 
     async def __aenter__(self) -> Vault:
         await self.start()
