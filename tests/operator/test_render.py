@@ -296,7 +296,7 @@ def test_network_policy_opens_the_internal_networks() -> None:
     assert egress[2] == {
         "to": [{"ipBlock": {"cidr": "10.96.0.200/29"}}, {"ipBlock": {"cidr": "fd12:3456::/48"}}]
     }
-    assert egress[1]["to"][0]["ipBlock"]["except"] == list(objects.BLOCKED_V4)
+    assert egress[1]["to"][0]["ipBlock"]["except"] == objects.network_policy_excepts(4)
 
 
 @pytest.mark.parametrize(
