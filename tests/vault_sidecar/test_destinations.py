@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import httpx
 import pytest
 
-from paddock_vault.testing import GITHUB_STUB, Pki, Resolver, StartVault, Upstream, serve
+from paddock_vault.testing import (
+    GITHUB_STUB,
+    Pki,
+    Resolver,
+    StartVault,
+    Upstream,
+    serve,
+    tunnel,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -42,6 +51,23 @@ async def test_ip_literal_destinations_refused(start_vault: StartVault, upstream
             with pytest.raises(httpx.ProxyError, match=r"40[03]"):
                 await client.get(f"https://{target}:{upstream.port}/")
     assert vault.dials.attempts == []
+
+
+@pytest.mark.parametrize("alias", ["2130706433", "0x7f.1", "017700000001", "127.1", "0x7f000001"])
+async def test_a_numeric_host_is_an_ip_literal_even_when_listed_as_allowed(
+    start_vault: StartVault, upstream: Upstream, certs: Pki, tmp_path: Path, alias: str
+) -> None:
+    # The resolver reads each alias as 127.0.0.1; listing it must not make that address allowed.
+    config = certs.write_config(tmp_path / "numeric", egress_allow=[alias])
+    vault = await start_vault(ports=[upstream.port], config_file=config)
+    with pytest.raises(ConnectionRefusedError, match="403"):
+        await tunnel(vault.proxy_port, f"{alias}:{upstream.port}", context=None)
+    async with vault.client() as client:
+        plain = await client.get(f"http://{alias}:{upstream.port}/")
+    assert plain.status_code == 403
+    assert "127.0.0.1 is not an allowed destination" in plain.text
+    assert vault.dials.attempts == []
+    assert vault.resolver.asked == {}
 
 
 async def test_resolver_answering_public_then_private_refused(
