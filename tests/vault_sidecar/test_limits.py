@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
 
 import httpx
@@ -49,6 +50,25 @@ async def test_loop_back_into_the_vault_refused(
         response = await client.get(f"https://api.github.test:{proxy_port}/")
     assert response.status_code == 403
     assert "loop back into the vault" in response.text
+    assert vault.dials.attempts == []
+
+
+async def test_loop_back_into_the_vault_through_its_own_address_refused(
+    start_vault: StartVault, upstream: Upstream, own: ipaddress.IPv4Address
+) -> None:
+    # The admin port listens on every address, as in a Pod: the Pod's own IP on it is a loop too.
+    vault = await start_vault(
+        ports=[upstream.port],
+        admin_host="0.0.0.0",  # noqa: S104
+        unsafe_allow_cidrs=["127.0.0.1/32", f"{own}/32"],
+        resolver=Resolver({"api.github.test": [[own]]}),
+    )
+    admin_port = vault.vault.address("admin")[1]
+    vault.vault.settings.allowed_ports.append(admin_port)
+    async with vault.client() as client:
+        response = await client.get(f"https://api.github.test:{admin_port}/healthz")
+    assert response.status_code == 403
+    assert f"destination {own} is refused: a loop back into the vault" in response.text
     assert vault.dials.attempts == []
 
 

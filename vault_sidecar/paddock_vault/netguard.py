@@ -36,6 +36,21 @@ def refusal(ip: IPAddress, allow: Iterable[IPNetwork] = ()) -> str | None:
     return None if blocked is None else f"{blocked.why} address"
 
 
+def is_own_address(ip: IPAddress) -> bool:
+    """Whether ip is an address of this host (loopback, unspecified, or one it may bind to)."""
+    if ip.is_loopback or ip.is_unspecified:
+        return True
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            # Only the host's own addresses can be bound (where ip_nonlocal_bind lets any
+            # address bind, every one counts as own: a refusal, never a loop let through).
+            probe.bind((str(ip), 0))
+        except OSError:
+            return False
+    return True
+
+
 async def system_resolver(host: str, port: int) -> list[IPAddress]:
     """The addresses getaddrinfo gives for host, without duplicates."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -52,12 +67,12 @@ class NetGuard:
     resolver: Resolver = system_resolver
     allow: tuple[IPNetwork, ...] = ()
     local_ports: frozenset[int] = frozenset()
-    """The vault's own listening ports: a loopback address on one of them is a loop."""
+    """The vault's own listening ports: any address of this host on one of them is a loop."""
 
     def check(self, ip: IPAddress, port: int) -> None:
         """Raise PolicyError unless the vault may connect to ip:port."""
         why = refusal(ip, self.allow)
-        if why is None and port in self.local_ports and (ip.is_loopback or ip.is_unspecified):
+        if why is None and port in self.local_ports and is_own_address(ip):
             why = "a loop back into the vault"
         if why is not None:
             raise PolicyError(f"destination {ip} is refused: {why}", reason="unsafe_address")
