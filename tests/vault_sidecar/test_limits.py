@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import ssl
 
@@ -108,6 +109,47 @@ async def test_slow_request_head_times_out(start_vault: StartVault, upstream: Up
     writer.close()
     assert reply.startswith(b"HTTP/1.1 408 ")
     assert vault.dials.attempts == []
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first request", "keep-alive request"])
+async def test_trickled_request_head_gets_408_within_the_deadline(
+    start_vault: StartVault, upstream: Upstream, first: bool
+) -> None:
+    vault = await start_vault(ports=[upstream.port], header_timeout=1.0)
+    host = f"api.github.test:{upstream.port}"
+    if first:  # the connection's first request: a plain proxy request
+        reader, writer = await asyncio.open_connection("127.0.0.1", vault.proxy_port)
+        head = f"GET http://{host}/slow HTTP/1.1\r\nHost: {host}\r\n"
+    else:  # the next request on a kept-alive connection, inside a decrypted tunnel
+        reader, writer = await tunnel(vault.proxy_port, host, context=vault.certs.agent_context())
+        writer.write(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        response_head = await reader.readuntil(b"\r\n\r\n")
+        assert response_head.startswith(b"HTTP/1.1 200 ")
+        length = int(response_head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        head = f"GET /slow HTTP/1.1\r\nHost: {host}\r\n"
+    head += f"X-Pad: {'a' * 400}\r\n\r\n"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def trickle() -> None:
+        # One byte every 20 ms: each read comes well inside the timeout, the whole head never.
+        for byte in head.encode():
+            writer.write(bytes([byte]))
+            await asyncio.sleep(0.02)
+
+    sender = asyncio.create_task(trickle())
+    try:
+        async with asyncio.timeout(5):
+            reply = await reader.read(65536)
+    finally:
+        sender.cancel()
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
+    assert reply.startswith(b"HTTP/1.1 408 "), reply
+    assert loop.time() - started < 2.5  # the deadline (1 s), not the whole trickle (8 s)
+    assert [seen.path for seen in upstream.seen] == ([] if first else ["/"])
 
 
 async def test_allowed_host_is_tunnelled_without_decryption(

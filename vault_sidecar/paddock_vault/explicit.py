@@ -14,7 +14,7 @@ MODE = "explicit"
 
 async def handle(ctx: Context, raw: StreamConn) -> None:
     """Serve one connection to the proxy port."""
-    agent = AgentSide(raw, ctx.settings.max_header_bytes)
+    agent = AgentSide(raw, ctx.settings.max_header_bytes, ctx.settings.header_timeout)
     try:
         request = await agent.next_request(ctx.settings.header_timeout)
     except RequestError as error:

@@ -48,7 +48,12 @@ async def serve(ctx: Context, raw: StreamConn, *, mode: str, host: str | None, p
             if host is None
             else routing.fixed(Destination(host, port, tls=False))
         )
-        await forward.serve(ctx, AgentSide(raw, ctx.settings.max_header_bytes), router, mode=mode)
+        await forward.serve(
+            ctx,
+            AgentSide(raw, ctx.settings.max_header_bytes, ctx.settings.header_timeout),
+            router,
+            mode=mode,
+        )
         return
     sni = _server_name(hello)
     if sni is None:
@@ -77,7 +82,7 @@ async def _terminate(ctx: Context, raw: StreamConn, dest: Destination, mode: str
         # The agent did not trust the leaf, or went away: nothing was requested.
         ctx.metrics.block(mode, "tls_handshake")
         return
-    agent = AgentSide(tls, ctx.settings.max_header_bytes)
+    agent = AgentSide(tls, ctx.settings.max_header_bytes, ctx.settings.header_timeout)
     try:
         await forward.serve(ctx, agent, routing.fixed(dest), mode=mode)
     finally:

@@ -43,7 +43,9 @@ class VaultSettings(BaseSettings):
     reload_interval: Seconds = 1.0
     connect_timeout: Seconds = 10.0
     header_timeout: Seconds = 30.0
-    """How long a client may take to send a request head (and the vault to see a ClientHello)."""
+    """How long a client may take to send a whole request head, from its first byte (from the
+    connect, for a connection's first request), however slowly it trickles; also the longest the
+    vault waits for a ClientHello, a TLS handshake, or the next bytes of a request body."""
     idle_timeout: Seconds = 120.0
     upstream_timeout: Seconds = 300.0
     """How long to wait for the next bytes from upstream (response head, body chunks)."""
