@@ -52,6 +52,12 @@ class VaultSettings(BaseSettings):
     max_header_bytes: Annotated[int, Field(ge=1024, le=1 << 20)] = 64 * 1024
     max_body_bytes: Annotated[int, Field(ge=0)] = 1 << 30
     max_connections: Annotated[int, Field(ge=1)] = 1024
+    """Connections the proxy and transparent listeners hold at once, in all."""
+    max_connections_per_client: Annotated[int, Field(ge=1)] = 768
+    """Of those, what one client may hold: a client is the user owning the connecting socket
+    (the harness, the model server), else its source address; see paddock_vault.clients."""
+    admin_max_connections: Annotated[int, Field(ge=1)] = 64
+    """The admin port's own budget (probes, Prometheus): agent connections never use it."""
     log_level: str = "INFO"
     internal_networks: InternalNetworks = []
     """Private networks the vault may connect to, as a cluster admin allowed every sandbox (an
