@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from paddock.sandbox import HARNESS_UID
-from paddock_vault.testing import RunningVault, StartVault, Upstream, require
+from paddock_vault.testing import RunningVault, StartVault, Upstream, require, tunnel
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -34,15 +34,11 @@ async def held(vault: RunningVault, count: int) -> AsyncIterator[list[asyncio.St
             writer.close()
 
 
-async def refused_answer(vault: RunningVault) -> bytes:
+async def refused_answer(vault: RunningVault) -> str:
     """What a proxy connection over the limit reads before the vault closes it."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", vault.proxy_port)
-    writer.write(b"CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n")
-    try:
-        async with asyncio.timeout(5):
-            return await reader.read()
-    finally:
-        writer.close()
+    with pytest.raises(ConnectionRefusedError) as refused:
+        await tunnel(vault.proxy_port, "allowed.test:443", context=None)
+    return str(refused.value)
 
 
 async def test_probe_stays_healthy_while_the_proxy_cap_is_full(
@@ -56,8 +52,8 @@ async def test_probe_stays_healthy_while_the_proxy_cap_is_full(
         assert health.status_code == 200
         answer = await refused_answer(vault)
         metrics = await admin.get("/metrics")
-    assert answer.startswith(b"HTTP/1.1 503 ")
-    assert b"the vault holds its limit of 40 connections" in answer
+    assert answer.startswith("HTTP/1.1 503 ")
+    assert "the vault holds its limit of 40 connections" in answer
     assert "paddock_vault_connections 40\n" in metrics.text
     assert 'paddock_vault_blocks_total{mode="explicit",reason="connection_limit"} 1' in metrics.text
 
@@ -90,7 +86,7 @@ async def test_one_client_cannot_take_every_slot(
                 await asyncio.sleep(0.01)
         async with vault.client() as client:
             again = await client.get(f"https://api.github.test:{upstream.port}/")
-    assert answer.startswith(b"HTTP/1.1 503 ")
-    assert b"uid 0 holds its limit of 10 connections" in answer
+    assert answer.startswith("HTTP/1.1 503 ")
+    assert "uid 0 holds its limit of 10 connections" in answer
     assert (curl.returncode, out) == (0, b"200"), err
     assert again.status_code == 200

@@ -47,10 +47,8 @@ async def test_loop_back_into_the_vault_refused(
     proxy_port = vault.proxy_port
     # Allow the vault's own port, as a misconfiguration might: the guard still sees a loop.
     vault.vault.settings.allowed_ports.append(proxy_port)
-    async with vault.client() as client:
-        response = await client.get(f"https://api.github.test:{proxy_port}/")
-    assert response.status_code == 403
-    assert "loop back into the vault" in response.text
+    with pytest.raises(ConnectionRefusedError, match=r"(?s)^HTTP/1.1 403 .*loop back into"):
+        await tunnel(vault.proxy_port, f"api.github.test:{proxy_port}", context=None)
     assert vault.dials.attempts == []
 
 
@@ -66,10 +64,8 @@ async def test_loop_back_into_the_vault_through_its_own_address_refused(
     )
     admin_port = vault.vault.address("admin")[1]
     vault.vault.settings.allowed_ports.append(admin_port)
-    async with vault.client() as client:
-        response = await client.get(f"https://api.github.test:{admin_port}/healthz")
-    assert response.status_code == 403
-    assert f"destination {own} is refused: a loop back into the vault" in response.text
+    with pytest.raises(ConnectionRefusedError, match=f"{own} is refused: a loop back into"):
+        await tunnel(vault.proxy_port, f"api.github.test:{admin_port}", context=None)
     assert vault.dials.attempts == []
 
 
@@ -173,10 +169,8 @@ async def test_tunnel_needs_a_resolvable_safe_address(
     vault = await start_vault(
         ports=[upstream.port], resolver=Resolver({"allowed.test": [["10.1.2.3"]]})
     )
-    context = ssl.create_default_context(cafile=str(vault.certs.public_ca_file))
-    async with vault.client(verify=context) as client:
-        with pytest.raises(httpx.ConnectError):
-            await client.get(f"https://allowed.test:{upstream.port}/")
+    with pytest.raises(ConnectionRefusedError, match=r"(?s)^HTTP/1.1 403 .*private address"):
+        await tunnel(vault.proxy_port, f"allowed.test:{upstream.port}", context=None)
     assert vault.dials.attempts == []
 
 
