@@ -48,6 +48,7 @@ def test_harness_sees_stubs_proxy_and_trust_only() -> None:
     assert env["GITHUB_TOKEN"] == stubs["GITHUB_TOKEN"]
     assert env["GITHUB_TOKEN"].startswith("stub_github_token_")
     assert env["HTTPS_PROXY"] == f"http://127.0.0.1:{sandbox.VAULT_PROXY_PORT}"
+    assert env["NODE_USE_ENV_PROXY"] == "1"  # else Node's fetch ignores HTTPS_PROXY
     for name in sandbox.TRUST_ENV:
         assert env[name] == sandbox.CA_CERT_FILE
     assert env[sandbox.MODEL_URL_ENV] == f"http://127.0.0.1:{sandbox.MODEL_PORT}/v1"
@@ -296,7 +297,7 @@ def test_network_policy_opens_the_internal_networks() -> None:
     assert egress[2] == {
         "to": [{"ipBlock": {"cidr": "10.96.0.200/29"}}, {"ipBlock": {"cidr": "fd12:3456::/48"}}]
     }
-    assert egress[1]["to"][0]["ipBlock"]["except"] == list(objects.BLOCKED_V4)
+    assert egress[1]["to"][0]["ipBlock"]["except"] == objects.network_policy_excepts(4)
 
 
 @pytest.mark.parametrize(

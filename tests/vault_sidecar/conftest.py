@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,16 @@ async def start_vault(certs: Pki, tmp_path: Path) -> AsyncIterator[StartVault]:
 async def vault(start_vault: StartVault, upstream: Upstream) -> RunningVault:
     """A vault in front of the upstream server."""
     return await start_vault(ports=[upstream.port])
+
+
+@pytest.fixture(scope="session")
+def own() -> ipaddress.IPv4Address:
+    """This machine's own address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        address = ipaddress.IPv4Address(probe.getsockname()[0])
+    assert not address.is_loopback, "the test needs an address other than loopback"
+    return address
 
 
 @pytest.fixture(autouse=True)

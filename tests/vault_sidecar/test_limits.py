@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import ssl
 
 import httpx
@@ -45,10 +47,25 @@ async def test_loop_back_into_the_vault_refused(
     proxy_port = vault.proxy_port
     # Allow the vault's own port, as a misconfiguration might: the guard still sees a loop.
     vault.vault.settings.allowed_ports.append(proxy_port)
-    async with vault.client() as client:
-        response = await client.get(f"https://api.github.test:{proxy_port}/")
-    assert response.status_code == 403
-    assert "loop back into the vault" in response.text
+    with pytest.raises(ConnectionRefusedError, match=r"(?s)^HTTP/1.1 403 .*loop back into"):
+        await tunnel(vault.proxy_port, f"api.github.test:{proxy_port}", context=None)
+    assert vault.dials.attempts == []
+
+
+async def test_loop_back_into_the_vault_through_its_own_address_refused(
+    start_vault: StartVault, upstream: Upstream, own: ipaddress.IPv4Address
+) -> None:
+    # The admin port listens on every address, as in a Pod: the Pod's own IP on it is a loop too.
+    vault = await start_vault(
+        ports=[upstream.port],
+        admin_host="0.0.0.0",  # noqa: S104
+        unsafe_allow_cidrs=["127.0.0.1/32", f"{own}/32"],
+        resolver=Resolver({"api.github.test": [[own]]}),
+    )
+    admin_port = vault.vault.address("admin")[1]
+    vault.vault.settings.allowed_ports.append(admin_port)
+    with pytest.raises(ConnectionRefusedError, match=f"{own} is refused: a loop back into"):
+        await tunnel(vault.proxy_port, f"api.github.test:{admin_port}", context=None)
     assert vault.dials.attempts == []
 
 
@@ -90,6 +107,47 @@ async def test_slow_request_head_times_out(start_vault: StartVault, upstream: Up
     assert vault.dials.attempts == []
 
 
+@pytest.mark.parametrize("first", [True, False], ids=["first request", "keep-alive request"])
+async def test_trickled_request_head_gets_408_within_the_deadline(
+    start_vault: StartVault, upstream: Upstream, first: bool
+) -> None:
+    vault = await start_vault(ports=[upstream.port], header_timeout=1.0)
+    host = f"api.github.test:{upstream.port}"
+    if first:  # the connection's first request: a plain proxy request
+        reader, writer = await asyncio.open_connection("127.0.0.1", vault.proxy_port)
+        head = f"GET http://{host}/slow HTTP/1.1\r\nHost: {host}\r\n"
+    else:  # the next request on a kept-alive connection, inside a decrypted tunnel
+        reader, writer = await tunnel(vault.proxy_port, host, context=vault.certs.agent_context())
+        writer.write(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        response_head = await reader.readuntil(b"\r\n\r\n")
+        assert response_head.startswith(b"HTTP/1.1 200 ")
+        length = int(response_head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        head = f"GET /slow HTTP/1.1\r\nHost: {host}\r\n"
+    head += f"X-Pad: {'a' * 400}\r\n\r\n"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def trickle() -> None:
+        # One byte every 20 ms: each read comes well inside the timeout, the whole head never.
+        for byte in head.encode():
+            writer.write(bytes([byte]))
+            await asyncio.sleep(0.02)
+
+    sender = asyncio.create_task(trickle())
+    try:
+        async with asyncio.timeout(5):
+            reply = await reader.read(65536)
+    finally:
+        sender.cancel()
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
+    assert reply.startswith(b"HTTP/1.1 408 "), reply
+    assert loop.time() - started < 2.5  # the deadline (1 s), not the whole trickle (8 s)
+    assert [seen.path for seen in upstream.seen] == ([] if first else ["/"])
+
+
 async def test_allowed_host_is_tunnelled_without_decryption(
     vault: RunningVault, upstream: Upstream
 ) -> None:
@@ -111,10 +169,8 @@ async def test_tunnel_needs_a_resolvable_safe_address(
     vault = await start_vault(
         ports=[upstream.port], resolver=Resolver({"allowed.test": [["10.1.2.3"]]})
     )
-    context = ssl.create_default_context(cafile=str(vault.certs.public_ca_file))
-    async with vault.client(verify=context) as client:
-        with pytest.raises(httpx.ConnectError):
-            await client.get(f"https://allowed.test:{upstream.port}/")
+    with pytest.raises(ConnectionRefusedError, match=r"(?s)^HTTP/1.1 403 .*private address"):
+        await tunnel(vault.proxy_port, f"allowed.test:{upstream.port}", context=None)
     assert vault.dials.attempts == []
 
 

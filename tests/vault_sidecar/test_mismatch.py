@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import ssl
+import asyncio
 
 import pytest
 
-from paddock_vault.testing import GITHUB_REAL, GITHUB_STUB, RunningVault, Upstream, exchange, tunnel
+from paddock_vault.testing import (
+    GITHUB_REAL,
+    GITHUB_STUB,
+    RunningVault,
+    Upstream,
+    exchange,
+    require,
+    tunnel,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -49,11 +57,40 @@ async def test_absolute_target_mismatch_refused(vault: RunningVault, upstream: U
 async def test_sni_mismatch_refused(
     vault: RunningVault, upstream: Upstream, connect: str, sni: str
 ) -> None:
-    context = vault.certs.agent_context()
-    with pytest.raises((ssl.SSLError, ConnectionError)):
-        await tunnel(
-            vault.proxy_port, f"{connect}:{upstream.port}", context=context, server_name=sni
-        )
+    # The vault completes the handshake (a leaf for the name asked for) only to say no.
+    reader, writer = await tunnel(
+        vault.proxy_port,
+        f"{connect}:{upstream.port}",
+        context=vault.certs.agent_context(),
+        server_name=sni,
+    )
+    request = f"GET / HTTP/1.1\r\nHost: {sni}\r\nAuthorization: Bearer {GITHUB_STUB}\r\n\r\n"
+    reply = await exchange(reader, writer, request.encode())
+    assert reply.startswith(b"HTTP/1.1 403 ")
+    assert f"TLS server name {sni} does not match CONNECT {connect}".encode() in reply
+    assert upstream.seen == []
+    assert vault.dials.attempts == []
+
+
+async def test_curl_reads_a_refused_tls_server_name_as_403(
+    vault: RunningVault, upstream: Upstream
+) -> None:
+    require("curl")
+    # CONNECT to an allowed host, then TLS that names another: curl speaks to evil.test
+    # through a tunnel to allowed.test (--connect-to), as a client fooled by DNS would.
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-sS", "--max-time", "10", "--proxy", vault.proxy_url,
+        "--cacert", str(vault.certs.agent_ca_file),
+        "--connect-to", f"evil.test:{upstream.port}:allowed.test:{upstream.port}",
+        f"https://evil.test:{upstream.port}/",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert "SSL_ERROR_SYSCALL" not in err.decode()
+    assert out.decode() == (
+        "paddock vault: TLS server name evil.test does not match CONNECT allowed.test\n"
+    )
     assert upstream.seen == []
     assert vault.dials.attempts == []
 

@@ -73,3 +73,10 @@ def test_loop_into_the_vault_refused() -> None:
     guard.check(ipaddress.ip_address("127.0.0.1"), 443)
     with pytest.raises(PolicyError, match="loop"):
         guard.check(ipaddress.ip_address("127.0.0.1"), 15001)
+
+
+def test_loop_into_the_vault_through_its_own_address_refused(own: ipaddress.IPv4Address) -> None:
+    guard = NetGuard(allow=(ipaddress.ip_network(own),), local_ports=frozenset({15001}))
+    guard.check(own, 443)
+    with pytest.raises(PolicyError, match="loop"):
+        guard.check(own, 15001)

@@ -137,7 +137,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     try:
         _namespaces(tag, pod, net)
         etc.mkdir(parents=True)
-        (etc / "hosts").write_text(f"127.0.0.1 localhost\n{NET_IP} api.github.test allowed.test\n")
+        (etc / "hosts").write_text(
+            f"127.0.0.1 localhost\n{NET_IP} api.github.test allowed.test blocked.test\n"
+        )
         (etc / "resolv.conf").write_text(f"nameserver {NET_IP}\n")
         script = egress.iptables_script()
         env = ["env", f"IPTABLES={v4}", f"IP6TABLES={v6}"]
@@ -208,9 +210,11 @@ def test_no_direct_egress(sandbox: Sandbox) -> None:
     https_before = len(sandbox.seen("https"))
     # Another port, and 443 by address (no name, so no SNI): both end at the vault, refused.
     other_port = sandbox.harness("curl", "-sS", "--max-time", "5", f"http://{NET_IP}:8443/")
-    by_address = sandbox.harness("curl", "-sSk", "--max-time", "5", f"https://{NET_IP}/")
+    by_address = sandbox.harness(
+        "curl", "-sS", "--max-time", "5", "--cacert", str(sandbox.agent_ca), f"https://{NET_IP}/"
+    )  # fmt: skip
     assert other_port.returncode != 0
-    assert by_address.returncode != 0
+    assert by_address.stdout == "paddock vault: TLS without a server name (SNI)\n"
     # UDP anywhere but the nameserver is rejected by the filter chain.
     udp = sandbox.harness("bash", "-c", f"echo hi > /dev/udp/{NET_IP}/5353")
     dns = sandbox.harness("bash", "-c", f"echo hi > /dev/udp/{NET_IP}/53")
@@ -223,6 +227,18 @@ def test_no_direct_egress(sandbox: Sandbox) -> None:
     log = sandbox.vault_log.read_text()
     assert "port 8443 is not allowed" in log
     assert "TLS without a server name" in log
+
+
+def test_refused_tls_reads_as_403(sandbox: Sandbox) -> None:
+    # A name the Agent does not allow: the vault completes TLS with a leaf of the Agent CA
+    # (which the harness trusts) to say why, instead of a reset curl reports as SSL_ERROR_SYSCALL.
+    reply = sandbox.harness(
+        "curl", "-sS", "--max-time", "10", "--cacert", str(sandbox.agent_ca),
+        "-w", "%{http_code}", "https://blocked.test/",
+    )  # fmt: skip
+    assert reply.returncode == 0, reply.stderr
+    assert reply.stdout == "paddock vault: blocked.test is not an allowed destination\n403"
+    assert "blocked.test" not in json.dumps(sandbox.seen())
 
 
 def test_admin_port_closed_to_the_harness(sandbox: Sandbox) -> None:

@@ -17,7 +17,7 @@ def _respond(agent: AgentSide, status: int, body: bytes, content_type: bytes) ->
 
 async def handle(ctx: Context, raw: StreamConn) -> None:
     """Serve admin requests on one connection."""
-    agent = AgentSide(raw, 8192)
+    agent = AgentSide(raw, 8192, ctx.settings.header_timeout)
     try:
         while True:
             request = await agent.next_request(ctx.settings.idle_timeout)

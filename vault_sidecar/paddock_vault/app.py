@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Any
 
-from paddock_vault import admin, explicit, logs, transparent
+from paddock_vault import admin, clients, explicit, forward, logs, transparent
 from paddock_vault.config import ConfigError, ConfigWatcher
 from paddock_vault.conn import StreamConn
 from paddock_vault.context import Context, Dialer
@@ -21,6 +23,8 @@ from paddock_vault.settings import VaultSettings
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Context, StreamConn], Awaitable[None]]
+_MAX_REFUSING = 32
+_REFUSE_LINGER_SECONDS = 1.0
 
 
 class Vault:
@@ -53,6 +57,13 @@ class Vault:
             dialer=dialer,
             metrics=metrics,
         )
+        # The proxy and transparent listeners share one budget; the admin port has its own, so
+        # the kubelet's probe is answered however many connections the agent holds.
+        self._agent_budget = clients.Budget(
+            settings.max_connections, settings.max_connections_per_client
+        )
+        self._admin_budget = clients.Budget(settings.admin_max_connections)
+        self._refusing = 0
         self.servers: dict[str, list[asyncio.Server]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
@@ -63,19 +74,56 @@ class Vault:
         sockname = self.servers[name][0].sockets[0].getsockname()
         return str(sockname[0]), int(sockname[1])
 
+    def _client(self, name: str, writer: asyncio.StreamWriter) -> str | None:
+        """Who opened a connection to an agent-facing listener (None on the admin port)."""
+        if name == "admin":
+            return None
+        sock: socket.socket = writer.get_extra_info("socket")
+        connected_to = sock.getsockname()[:2]
+        if name == "transparent":
+            with contextlib.suppress(OSError):
+                connected_to = transparent.original_destination(sock)
+        with contextlib.suppress(OSError):
+            return clients.client_of(sock, connected_to)
+        return None
+
+    async def _refuse_connection(
+        self, name: str, mode: str, why: str, reader: asyncio.StreamReader, writer: Any
+    ) -> None:
+        self.ctx.metrics.block(mode, "connection_limit")
+        log.debug("%s connection refused: %s", mode, why)
+        # Explicit clients speak HTTP first: tell them why. The vault reads their request for a
+        # moment (closing with it unread would reset the connection and lose the answer), but
+        # only so many at once: past that, over the limit means just closed.
+        if name == "proxy" and self._refusing < _MAX_REFUSING:
+            self._refusing += 1
+            try:
+                error = VaultError(
+                    f"connection refused: {why}", status=503, reason="connection_limit"
+                )
+                writer.write(forward.error_response(error, self.ctx.masker()))
+                with contextlib.suppress(OSError, TimeoutError):
+                    async with asyncio.timeout(_REFUSE_LINGER_SECONDS):
+                        await reader.read(65536)
+            finally:
+                self._refusing -= 1
+        writer.close()
+
     def _on_connect(self, name: str, handler: Handler) -> Callable[..., Awaitable[None]]:
         mode = {"proxy": explicit.MODE, "transparent": transparent.MODE}.get(name, name)
+        budget = self._admin_budget if name == "admin" else self._agent_budget
 
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            metrics = self.ctx.metrics
-            if metrics.connections >= self.settings.max_connections:
-                metrics.block(mode, "connection_limit")
-                writer.close()
+            client = self._client(name, writer)
+            why = budget.admit(client)
+            if why is not None:
+                await self._refuse_connection(name, mode, why, reader, writer)
                 return
             task = asyncio.current_task()
             assert task is not None  # noqa: S101 - a handler always runs in a task
             self._tasks.add(task)
-            metrics.connections += 1
+            metrics = self.ctx.metrics
+            metrics.connections = self._agent_budget.open
             conn = StreamConn(reader, writer)
             try:
                 await handler(self.ctx, conn)
@@ -86,7 +134,8 @@ class Vault:
             except Exception:
                 log.exception("%s connection failed", mode)
             finally:
-                metrics.connections -= 1
+                budget.release(client)
+                metrics.connections = self._agent_budget.open
                 self._tasks.discard(task)
                 conn.close()
 

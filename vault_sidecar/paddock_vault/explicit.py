@@ -14,7 +14,7 @@ MODE = "explicit"
 
 async def handle(ctx: Context, raw: StreamConn) -> None:
     """Serve one connection to the proxy port."""
-    agent = AgentSide(raw, ctx.settings.max_header_bytes)
+    agent = AgentSide(raw, ctx.settings.max_header_bytes, ctx.settings.header_timeout)
     try:
         request = await agent.next_request(ctx.settings.header_timeout)
     except RequestError as error:
@@ -31,6 +31,10 @@ async def handle(ctx: Context, raw: StreamConn) -> None:
         ctx.check_port(port)
         if ctx.policy.route(host) is Route.REFUSE:
             raise PolicyError(f"{host} is not an allowed destination", reason="destination")
+        # Where the tunnel leads is resolved and checked before it is granted, so a refusal is
+        # a readable 403 to the CONNECT, not a connection closed inside TLS; the tunnel then
+        # connects to exactly these addresses.
+        addresses = tuple(await ctx.guard.resolve(host, port))
     except (UnicodeDecodeError, hosts.HostError) as error:
         failure: RequestError | PolicyError = RequestError(f"invalid CONNECT target: {error}")
     except PolicyError as error:
@@ -38,7 +42,7 @@ async def handle(ctx: Context, raw: StreamConn) -> None:
     else:
         agent.respond(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         raw.unread(agent.leftover())
-        await intercept.serve(ctx, raw, mode=MODE, host=host, port=port)
+        await intercept.serve(ctx, raw, mode=MODE, host=host, port=port, addresses=addresses)
         return
     ctx.refusal(failure, MODE, host=None, method=b"CONNECT", target=request.target)
     await forward.refuse(agent, failure, ctx.masker())

@@ -10,6 +10,7 @@ is closed after the answer instead.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
@@ -232,12 +233,19 @@ class AgentSide(Peer):
     error = RequestError
     timeout_status = 408
 
-    def __init__(self, conn: Conn, max_head: int) -> None:
+    def __init__(self, conn: Conn, max_head: int, head_timeout: float) -> None:
         super().__init__(conn, max_head)
+        self.head_timeout = head_timeout
         self.response_started = False
 
     async def next_request(self, seconds: float) -> Head | None:
-        """The next request head; None when the agent closed the connection between requests."""
+        """The next request head; None when the agent closed the connection between requests.
+
+        Waits up to seconds for the head to begin; from its first byte the whole head must
+        arrive within head_timeout (a deadline, however slowly the bytes trickle in).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
         buffered = b""
         while True:
             end = framing.head_end(buffered)
@@ -246,13 +254,15 @@ class AgentSide(Peer):
             if end >= 0:
                 framing.check_request_head(buffered[:end])
                 break
-            data = await self._recv(seconds)
+            data = await self._recv(max(deadline - loop.time(), 0.0))
             if not data:
                 if buffered:
                     raise RequestError("connection closed inside a request head")
                 return None
+            if not buffered:
+                deadline = min(deadline, loop.time() + self.head_timeout)
+                self.response_started = False  # a new exchange began: it may be answered
             buffered += data
-        self.response_started = False
         self._messages = messages = _Messages(httptools.HttpRequestParser)
         messages.feed(buffered, RequestError)
         head = messages.events.popleft()

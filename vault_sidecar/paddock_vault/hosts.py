@@ -1,8 +1,12 @@
 """Host names as the vault compares them: one normal form, then exact or `*.` pattern matching.
 
 The normal form is lower-case ASCII (IDNA A-labels, so punycode and Unicode spellings agree), with
-no trailing dot. Patterns follow the Agent API: `api.github.com` matches only itself and
-`*.github.com` matches any name under github.com (not github.com itself), like the CRD's CEL rule.
+no trailing dot. A name whose last label is a number is an IPv4 address, read the way WHATWG URL
+parsing (and the system resolver's inet_aton) reads it: `0x7f.1`, `017700000001` and `2130706433`
+are all 127.0.0.1, so they are IP literals (never allowed, never decrypted), not names.
+
+Patterns follow the Agent API: `api.github.com` matches only itself and `*.github.com` matches any
+name under github.com (not github.com itself), like the CRD's CEL rule.
 """
 
 from __future__ import annotations
@@ -38,9 +42,48 @@ def normalize(host: str) -> str:
         except (idna.IDNAError, UnicodeError) as error:
             raise HostError(f"invalid host name {host!r}: {error}") from None
     name = name.lower()
+    if _ends_in_number(name):
+        return _ipv4(name, host)
     if not all(_LABEL.match(label) for label in name.split(".")):
         raise HostError(f"invalid host name {host!r}")
     return name
+
+
+def _ipv4_number(part: str) -> int | None:
+    """WHATWG's IPv4 number parser: decimal, 0x hex or 0 octal; None on failure."""
+    if not part:
+        return None
+    radix = 10
+    if len(part) >= 2 and part[:2] in ("0x", "0X"):
+        part, radix = part[2:], 16
+    elif len(part) >= 2 and part[0] == "0":
+        part, radix = part[1:], 8
+    if not part:
+        return 0
+    digits = "0123456789abcdef"[:radix]
+    if any(c not in digits for c in part.lower()):
+        return None
+    return int(part, radix)
+
+
+def _ends_in_number(name: str) -> bool:
+    """WHATWG's "ends in a number" checker (name already without its trailing dot)."""
+    last = name.rsplit(".", 1)[-1]
+    return bool(last) and ((last.isascii() and last.isdigit()) or _ipv4_number(last) is not None)
+
+
+def _ipv4(name: str, host: str) -> str:
+    """WHATWG's IPv4 parser, for a name that ends in a number; HostError when it fails."""
+    numbers = [_ipv4_number(part) for part in name.split(".")]
+    if len(numbers) > 4 or None in numbers:
+        raise HostError(f"invalid host name {host!r}: it ends in a number but is no IPv4 address")
+    values = [n for n in numbers if n is not None]
+    if any(n > 255 for n in values[:-1]) or values[-1] >= 256 ** (5 - len(values)):
+        raise HostError(f"invalid IPv4 address {host!r}: a part is out of range")
+    address = values[-1]
+    for i, n in enumerate(values[:-1]):
+        address += n * 256 ** (3 - i)
+    return str(ipaddress.IPv4Address(address))
 
 
 def is_ip(host: str) -> bool:

@@ -1,7 +1,8 @@
 """Which IP addresses the vault may connect to, and name resolution that checks every answer.
 
-Only globally routable unicast addresses pass. IPv6 forms that embed an IPv4 address (mapped,
-compatible, NAT64, 6to4, Teredo) are refused outright rather than decoded, and cloud metadata
+Only globally routable unicast addresses pass: `paddock.networks.BLOCKED`, the table the
+NetworkPolicy reads too, names the rest. IPv6 forms that embed an IPv4 address (mapped, compatible,
+translated, NAT64, 6to4, Teredo) are refused outright rather than decoded, and cloud metadata
 addresses are refused even when a test widens the allow list. The caller connects to exactly the
 addresses `resolve()` returned, so there is no window for DNS rebinding between check and connect.
 """
@@ -14,7 +15,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from paddock.networks import METADATA_ADDRESSES
+from paddock.networks import METADATA_ADDRESSES, Blocked, blocked_range
 from paddock_vault.errors import PolicyError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -22,42 +23,32 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 """(host, port) -> the addresses it resolves to, in the order to try them."""
 
-_EMBEDDING_V4 = tuple(
-    (ipaddress.IPv6Network(net), form)
-    for net, form in (
-        ("::ffff:0:0/96", "IPv4-mapped"),
-        ("::ffff:0:0:0/96", "IPv4-translated"),
-        ("::/96", "IPv4-compatible"),
-        ("64:ff9b::/96", "NAT64"),
-        ("64:ff9b:1::/48", "NAT64"),
-        ("2002::/16", "6to4"),
-        ("2001::/32", "Teredo"),
-    )
-)
-_SHARED_V4 = ipaddress.IPv4Network("100.64.0.0/10")
-
 
 def refusal(ip: IPAddress, allow: Iterable[IPNetwork] = ()) -> str | None:
     """Why the vault must not connect to ip, or None when it may."""
-    if isinstance(ip, ipaddress.IPv6Address) and not (ip.is_loopback or ip.is_unspecified):
-        for net, form in _EMBEDDING_V4:
-            if ip in net:
-                return f"{form} IPv6 address"
+    blocked = blocked_range(ip)
+    if blocked is not None and blocked.kind is Blocked.EMBEDS_V4:
+        return f"{blocked.why} IPv6 address"
     if ip in METADATA_ADDRESSES:
         return "cloud metadata address"
     if any(ip in net for net in allow if net.version == ip.version):
         return None
-    checks = (
-        (ip.is_loopback, "loopback address"),
-        (ip.is_unspecified, "unspecified address"),
-        (ip.is_link_local, "link-local address"),
-        (ip.is_multicast, "multicast address"),
-        (isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED_V4, "shared (CGNAT) address"),
-        (ip.is_private, "private address"),
-        (ip.is_reserved, "reserved address"),
-        (not ip.is_global, "non-global address"),
-    )
-    return next((why for failed, why in checks if failed), None)
+    return None if blocked is None else f"{blocked.why} address"
+
+
+def is_own_address(ip: IPAddress) -> bool:
+    """Whether ip is an address of this host (loopback, unspecified, or one it may bind to)."""
+    if ip.is_loopback or ip.is_unspecified:
+        return True
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            # Only the host's own addresses can be bound (where ip_nonlocal_bind lets any
+            # address bind, every one counts as own: a refusal, never a loop let through).
+            probe.bind((str(ip), 0))
+        except OSError:
+            return False
+    return True
 
 
 async def system_resolver(host: str, port: int) -> list[IPAddress]:
@@ -76,12 +67,12 @@ class NetGuard:
     resolver: Resolver = system_resolver
     allow: tuple[IPNetwork, ...] = ()
     local_ports: frozenset[int] = frozenset()
-    """The vault's own listening ports: a loopback address on one of them is a loop."""
+    """The vault's own listening ports: any address of this host on one of them is a loop."""
 
     def check(self, ip: IPAddress, port: int) -> None:
         """Raise PolicyError unless the vault may connect to ip:port."""
         why = refusal(ip, self.allow)
-        if why is None and port in self.local_ports and (ip.is_loopback or ip.is_unspecified):
+        if why is None and port in self.local_ports and is_own_address(ip):
             why = "a loop back into the vault"
         if why is not None:
             raise PolicyError(f"destination {ip} is refused: {why}", reason="unsafe_address")

@@ -43,7 +43,9 @@ class VaultSettings(BaseSettings):
     reload_interval: Seconds = 1.0
     connect_timeout: Seconds = 10.0
     header_timeout: Seconds = 30.0
-    """How long a client may take to send a request head (and the vault to see a ClientHello)."""
+    """How long a client may take to send a whole request head, from its first byte (from the
+    connect, for a connection's first request), however slowly it trickles; also the longest the
+    vault waits for a ClientHello, a TLS handshake, or the next bytes of a request body."""
     idle_timeout: Seconds = 120.0
     upstream_timeout: Seconds = 300.0
     """How long to wait for the next bytes from upstream (response head, body chunks)."""
@@ -52,6 +54,12 @@ class VaultSettings(BaseSettings):
     max_header_bytes: Annotated[int, Field(ge=1024, le=1 << 20)] = 64 * 1024
     max_body_bytes: Annotated[int, Field(ge=0)] = 1 << 30
     max_connections: Annotated[int, Field(ge=1)] = 1024
+    """Connections the proxy and transparent listeners hold at once, in all."""
+    max_connections_per_client: Annotated[int, Field(ge=1)] = 768
+    """Of those, what one client may hold: a client is the user owning the connecting socket
+    (the harness, the model server), else its source address; see paddock_vault.clients."""
+    admin_max_connections: Annotated[int, Field(ge=1)] = 64
+    """The admin port's own budget (probes, Prometheus): agent connections never use it."""
     log_level: str = "INFO"
     internal_networks: InternalNetworks = []
     """Private networks the vault may connect to, as a cluster admin allowed every sandbox (an

@@ -390,11 +390,17 @@ async def tunnel(
     context: ssl.SSLContext | None,
     server_name: str | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A raw connection through the proxy: CONNECT authority, then TLS with server_name (SNI)."""
+    """A raw connection through the proxy: CONNECT authority, then TLS with server_name (SNI).
+
+    A refused CONNECT raises ConnectionRefusedError with the whole answer (head and body).
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
     writer.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            async with asyncio.timeout(5):
+                head += await reader.read()  # the refusal's body: the vault closes after it
         writer.close()
         raise ConnectionRefusedError(head.decode("latin-1"))
     if context is not None:

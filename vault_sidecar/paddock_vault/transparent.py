@@ -38,4 +38,4 @@ async def handle(ctx: Context, raw: StreamConn) -> None:
     if (address, port) == tuple(sock.getsockname()[:2]):
         raise PolicyError("a connection straight to the transparent port", reason="loop")
     ctx.check_port(port)
-    await intercept.serve(ctx, raw, mode=MODE, host=None, port=port)
+    await intercept.serve(ctx, raw, mode=MODE, host=None, port=port, address=address)

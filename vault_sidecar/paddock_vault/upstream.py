@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from paddock_vault.conn import StreamConn
 from paddock_vault.context import Context
 from paddock_vault.errors import UpstreamError
 from paddock_vault.h1 import UpstreamSide
+from paddock_vault.netguard import IPAddress
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class Destination:
     host: str
     port: int
     tls: bool
+    addresses: tuple[IPAddress, ...] = field(default=(), compare=False)
+    """The addresses host resolved to, already checked (a CONNECT is checked before it is
+    answered); empty: resolve and check when connecting."""
 
     def authority(self) -> str:
         """host:port, as in a CONNECT request."""
@@ -32,7 +36,7 @@ class Destination:
 
 async def connect(ctx: Context, dest: Destination) -> StreamConn:
     """A connection to dest over a checked address; UpstreamError when none can be made safely."""
-    addresses = await ctx.guard.resolve(dest.host, dest.port)
+    addresses = dest.addresses or await ctx.guard.resolve(dest.host, dest.port)
     timeout = ctx.settings.connect_timeout
     failure = "no address"
     for ip in addresses:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 from typing import Any
 
 from paddock import sandbox
 from paddock.api.agent import AgentSpec
+from paddock.networks import BLOCKED
 from paddock.pki import KeyPair
 from paddock_operator.names import AgentRef
 from paddock_operator.render.model import download_hosts
@@ -18,21 +20,18 @@ Obj = dict[str, Any]
 AGENT_CA_FILE = "agent-ca.crt"
 UPSTREAM_CA_FILE = "upstream-ca.crt"
 
-# Addresses a sandbox may never reach directly: private, shared, link-local (cloud metadata),
-# loopback and multicast ranges. The vault refuses them too; this is the network's second line.
-BLOCKED_V4 = (
-    "0.0.0.0/8",
-    "10.0.0.0/8",
-    "100.64.0.0/10",
-    "127.0.0.0/8",
-    "169.254.0.0/16",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "224.0.0.0/4",
-    "240.0.0.0/4",
-)
-# (IPv4-mapped addresses are left out: Kubernetes reads ::ffff:0:0/96 as 0.0.0.0/0.)
-BLOCKED_V6 = ("::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "64:ff9b::/96")
+# Kubernetes parses ::ffff:0:0/96 as 0.0.0.0/0, so that one range of the table stays out of the
+# policy as itself (the vault refuses it, and the policy's ::/3 holds it).
+_NOT_EXPRESSIBLE = frozenset({ipaddress.ip_network("::ffff:0:0/96")})
+
+
+def network_policy_excepts(version: int | None = None) -> list[str]:
+    """The blocked ranges (paddock.networks.BLOCKED) a sandbox's NetworkPolicy excepts."""
+    return [
+        str(r.network)
+        for r in BLOCKED
+        if r.network not in _NOT_EXPRESSIBLE and version in (None, r.network.version)
+    ]
 
 
 def _b64(data: bytes | str) -> str:
@@ -173,8 +172,8 @@ def network_policy(ref: AgentRef, settings: OperatorSettings) -> Obj:
                 {"to": [{"namespaceSelector": {}}], "ports": dns_ports},
                 {
                     "to": [
-                        {"ipBlock": {"cidr": "0.0.0.0/0", "except": list(BLOCKED_V4)}},
-                        {"ipBlock": {"cidr": "::/0", "except": list(BLOCKED_V6)}},
+                        {"ipBlock": {"cidr": "0.0.0.0/0", "except": network_policy_excepts(4)}},
+                        {"ipBlock": {"cidr": "::/0", "except": network_policy_excepts(6)}},
                     ]
                 },
                 *internal,

@@ -29,6 +29,10 @@ def harness_env(spec: AgentSpec, stubs: dict[str, str]) -> list[Obj]:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         env.append({"name": name, "value": PROXY_URL})
     env += [{"name": "NO_PROXY", "value": no_proxy}, {"name": "no_proxy", "value": no_proxy}]
+    if not any(e.name == "NODE_USE_ENV_PROXY" for e in spec.harness.env):
+        # Node's fetch ignores HTTPS_PROXY unless told (Node 24+, 22.21+); older Nodes still go
+        # through the vault, redirected (transparent mode).
+        env.append({"name": "NODE_USE_ENV_PROXY", "value": "1"})
     env += [{"name": name, "value": sandbox.CA_CERT_FILE} for name in sandbox.TRUST_ENV]
     model = engines.harness_env(spec.model)
     env += [{"name": name, "value": value} for name, value in model.items()]
