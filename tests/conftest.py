@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from paddock.models.tiny import write_tiny_llama
-from paddock.testing.apiserver import ApiServer, ApiServerError, KubeBinaries
-from paddock.testing.llamaserver import LlamaServer, LlamaServerError, llama_server_binary
+from paddock_testing.apiserver import ApiServer, ApiServerError, KubeBinaries
+from paddock_testing.llamaserver import LlamaServer, LlamaServerError, llama_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "charts" / "paddock" / "crds"

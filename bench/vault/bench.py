@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from paddock_vault.testing import GITHUB_REAL, GITHUB_STUB, Pki
+from paddock_testing.vault import GITHUB_REAL, GITHUB_STUB, Pki
 
 CACHE = Path.home() / ".cache" / "paddock"
 HEY = CACHE / "go-bin" / "hey"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from paddock.testing.apiserver import ApiServer
+from paddock_testing.apiserver import ApiServer
 
 pytestmark = pytest.mark.apiserver
 

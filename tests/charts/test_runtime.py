@@ -19,8 +19,8 @@ import certifi
 import pytest
 import redis
 
-from paddock.testing.proc import free_port, stop
-from paddock.testing.wait import wait_http
+from paddock_testing.proc import free_port, stop
+from paddock_testing.wait import wait_http
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from paddock.testing.kind import REPO, SYSTEM_NAMESPACE, Kind, wait_until
+from paddock_testing.kind import REPO, SYSTEM_NAMESPACE, Kind, wait_until
 
 pytestmark = pytest.mark.cluster
 

@@ -29,12 +29,12 @@ import yaml
 from paddock import pki, sandbox
 from paddock.api.agent import AgentSpec
 from paddock.models.tiny import write_tiny_llama
-from paddock.testing.agents import minimal_agent
-from paddock.testing.wait import wait_http
 from paddock_operator.render.model import model_container, model_mounts
 from paddock_operator.render.objects import AGENT_CA_FILE
 from paddock_operator.render.pod import AGENT_CA_DIR, egress_init_container
 from paddock_operator.settings import OperatorSettings
+from paddock_testing.agents import minimal_agent
+from paddock_testing.wait import wait_http
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import yaml
 from kopf.testing import KopfRunner
 
 from paddock import sandbox
-from paddock.testing.cluster import Cluster, wait_for
+from paddock_testing.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.apiserver
 

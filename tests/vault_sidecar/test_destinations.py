@@ -7,7 +7,7 @@ import ipaddress
 import httpx
 import pytest
 
-from paddock_vault.testing import GITHUB_STUB, Pki, Resolver, StartVault, Upstream, serve
+from paddock_testing.vault import GITHUB_STUB, Pki, Resolver, StartVault, Upstream, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from paddock_vault.testing import GITHUB_REAL, GITHUB_STUB, RunningVault, Upstream, exchange, tunnel
+from paddock_testing.vault import GITHUB_REAL, GITHUB_STUB, RunningVault, Upstream, exchange, tunnel
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

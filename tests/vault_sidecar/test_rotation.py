@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from paddock_vault.testing import GITHUB_REAL, GITHUB_STUB, RunningVault, Upstream
+from paddock_testing.vault import GITHUB_REAL, GITHUB_STUB, RunningVault, Upstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

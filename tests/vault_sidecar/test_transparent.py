@@ -25,7 +25,7 @@ import pytest
 
 from paddock import egress
 from paddock.sandbox import HARNESS_UID, VAULT_ADMIN_PORT, VAULT_UID
-from paddock_vault.testing import GITHUB_REAL, GITHUB_STUB, REAL_VALUES, Pki, require
+from paddock_testing.vault import GITHUB_REAL, GITHUB_STUB, REAL_VALUES, Pki, require
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def _namespaces(tag: str, pod: str, net: str) -> None:
 
 
 INTERNET = (
-    "import asyncio, sys; from pathlib import Path; from paddock_vault.testing import internet; "
+    "import asyncio, sys; from pathlib import Path; from paddock_testing.vault import internet; "
     "asyncio.run(internet(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])))"
 )
 

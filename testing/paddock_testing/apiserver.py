@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Self
 
 from paddock import pki
-from paddock.testing.proc import free_port, stop
+from paddock_testing.proc import free_port, stop
 
 
 class ApiServerError(RuntimeError):

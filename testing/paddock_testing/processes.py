@@ -13,7 +13,7 @@ from typing import IO, Self
 
 import httpx
 
-from paddock.testing.proc import free_port, stop
+from paddock_testing.proc import free_port, stop
 
 
 class ProcessError(RuntimeError):

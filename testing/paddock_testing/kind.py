@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from paddock.testing.wait import wait_for
+from paddock_testing.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = os.environ.get("PADDOCK_E2E_CLUSTER", "paddock")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import IO, Self
 
-from paddock.testing.proc import free_port, stop
+from paddock_testing.proc import free_port, stop
 
 
 class RedisServerError(RuntimeError):
