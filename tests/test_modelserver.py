@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from paddock.modelserver import LOADED, UNLOADED, ModelServer, ModelServerError
-from paddock.testing.llamaserver import LlamaServer
+from paddock_testing.llamaserver import LlamaServer
 
 pytestmark = pytest.mark.integration
 

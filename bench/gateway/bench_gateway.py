@@ -32,11 +32,11 @@ from pathlib import Path
 
 import httpx
 
-from paddock.testing.agents import minimal_agent
-from paddock.testing.apiserver import ApiServer, KubeBinaries
-from paddock.testing.proc import free_port
-from paddock.testing.redis import RedisServer
-from paddock.testing.wait import wait_http
+from paddock_testing.agents import minimal_agent
+from paddock_testing.apiserver import ApiServer, KubeBinaries
+from paddock_testing.proc import free_port
+from paddock_testing.redis import RedisServer
+from paddock_testing.wait import wait_http
 
 AGENT = "bench"
 NAMESPACE = "default"
@@ -290,7 +290,7 @@ def measure(work: Path, events: int, sessions: int) -> None:
         runner_argv = [
             sys.executable,
             "-m",
-            "paddock.testing.scripted_runner",
+            "paddock_testing.scripted_runner",
             "--port",
             str(runner_port),
         ]

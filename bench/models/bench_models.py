@@ -35,8 +35,8 @@ import httpx
 from paddock.models.tiny import write_tiny_llama
 from paddock.modelserver import ModelServer
 from paddock.protocol import Message, TurnRequest, read_sse_events
-from paddock.testing.llamaserver import LlamaServer, LlamaServerError, llama_server_binary
-from paddock.testing.runner import RunnerProcess, start_turn
+from paddock_testing.llamaserver import LlamaServer, LlamaServerError, llama_server_binary
+from paddock_testing.runner import RunnerProcess, start_turn
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ("tiny-a", "tiny-b")

@@ -37,13 +37,13 @@ import aiohttp
 
 from paddock import pki
 from paddock.api.agent import AgentSpec
-from paddock.testing.agents import minimal_agent
-from paddock.testing.apiserver import ApiServer, ApiServerError, KubeBinaries
 from paddock_operator import kube
 from paddock_operator.names import AgentRef
 from paddock_operator.render import objects
 from paddock_operator.render.pod import pod as render_pod
 from paddock_operator.settings import OperatorSettings
+from paddock_testing.agents import minimal_agent
+from paddock_testing.apiserver import ApiServer, ApiServerError, KubeBinaries
 
 REPO = Path(__file__).resolve().parents[2]
 Obj = dict[str, Any]

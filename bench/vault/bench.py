@@ -29,7 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from paddock_vault.testing import GITHUB_REAL, GITHUB_STUB, Pki
+from paddock_testing.vault import GITHUB_REAL, GITHUB_STUB, Pki
+from paddock_testing.wait import wait_for
 
 CACHE = Path.home() / ".cache" / "paddock"
 HEY = CACHE / "go-bin" / "hey"
@@ -98,15 +99,13 @@ def _tools() -> None:
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc.poll() is not None:
             sys.exit(f"{what} exited with {proc.returncode}")
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    sys.exit(f"{what} did not start")
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(listening, f"{what} to listen on {port}", every=0.1, error=SystemExit)
 
 
 @contextmanager

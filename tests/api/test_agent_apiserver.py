@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from paddock.testing.apiserver import ApiServer
+from paddock_testing.apiserver import ApiServer, ApiServerError
+from paddock_testing.wait import wait_for
 
 pytestmark = pytest.mark.apiserver
 
@@ -323,13 +323,12 @@ def test_status_is_a_subresource(apiserver: ApiServer, namespace: str) -> None:
 
 def test_kubectl_explain_describes_credentials(apiserver: ApiServer) -> None:
     # The API server publishes a new CRD's OpenAPI a moment after it is established.
-    deadline = time.monotonic() + 30
-    while True:
-        result = apiserver.kubectl("explain", "agent.spec.credentials", check=False)
-        if result.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert result.returncode == 0, result.stderr
+    result = wait_for(
+        lambda: apiserver.kubectl("explain", "agent.spec.credentials"),
+        "kubectl explain agent.spec.credentials",
+        every=0.5,
+        tolerate=(ApiServerError,),
+    )
     out = " ".join(result.stdout.split())
     for text in (
         "GROUP: paddock.dev",

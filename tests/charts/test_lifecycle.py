@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from paddock.testing.apiserver import ApiServer
-from paddock.testing.cluster import Cluster, wait_for
+from paddock_testing.apiserver import ApiServer
+from paddock_testing.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.apiserver
 

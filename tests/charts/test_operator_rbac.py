@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from paddock.testing.apiserver import ApiServer
-from paddock.testing.cluster import Cluster, wait_for
-from paddock.testing.helm import render
+from paddock_testing.apiserver import ApiServer
+from paddock_testing.cluster import Cluster, wait_for
+from paddock_testing.helm import render
 
 pytestmark = pytest.mark.apiserver
 

@@ -13,13 +13,13 @@ from pydantic import ValidationError
 from paddock import pki
 from paddock.api.agent import AgentSpec
 from paddock.cli import parser
-from paddock.testing.agents import minimal_agent
 from paddock_gateway.settings import GatewaySettings
 from paddock_operator.names import AgentRef
 from paddock_operator.render import objects
 from paddock_operator.render.pod import pod
 from paddock_operator.settings import OperatorSettings
 from paddock_operator.stubs import reconcile_stubs
+from paddock_testing.agents import minimal_agent
 
 pytestmark = pytest.mark.unit
 

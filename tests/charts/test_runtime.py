@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,8 @@ import certifi
 import pytest
 import redis
 
-from paddock.testing.proc import free_port, stop
-from paddock.testing.wait import wait_http
+from paddock_testing.proc import free_port, stop
+from paddock_testing.wait import wait_for, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -51,11 +50,13 @@ class ChartRedis:
             self.process = subprocess.Popen(
                 [binary, str(conf)], stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 20
-        while self.run_probe(self.secret["password"]).returncode != 0:
-            assert self.process.poll() is None, (self.workdir / "redis.log").read_text()
-            assert time.monotonic() < deadline, "the chart's probe never passed"
-            time.sleep(0.05)
+        process, log = self.process, self.workdir / "redis.log"
+
+        def probe_passes() -> bool:
+            assert process.poll() is None, log.read_text()
+            return self.run_probe(self.secret["password"]).returncode == 0
+
+        wait_for(probe_passes, "the chart's probe to pass", 20, every=0.05, detail=log.read_text)
 
     def run_probe(self, password: str | None) -> subprocess.CompletedProcess[bytes]:
         """The StatefulSet's probe command, with REDISCLI_AUTH as the container has it."""

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from paddock.testing.kind import CLUSTER, REPO, Kind
+from paddock_testing.kind import CLUSTER, REPO, Kind
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from paddock.testing.kind import (
+from paddock_gateway.client import Event, GatewayClient
+from paddock_testing.kind import (
     EXAMPLE_AGENT,
     EXAMPLE_NAMESPACE,
     GATEWAY_URL,
@@ -22,8 +23,7 @@ from paddock.testing.kind import (
     Kind,
     wait_until,
 )
-from paddock.testing.sessions import assert_exactly_once, collect_turn
-from paddock_gateway.client import Event, GatewayClient
+from paddock_testing.sessions import assert_exactly_once, collect_turn
 
 pytestmark = pytest.mark.cluster
 

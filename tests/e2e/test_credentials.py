@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from paddock import pki
-from paddock.testing.kind import (
+from paddock_testing.kind import (
     EXAMPLE_AGENT,
     EXAMPLE_NAMESPACE,
     REPO,

@@ -9,12 +9,11 @@ are named after the release, so they cannot collide with the main release's.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from paddock.testing.kind import REPO, SYSTEM_NAMESPACE, Kind, wait_until
+from paddock_testing.kind import REPO, SYSTEM_NAMESPACE, Kind, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -93,15 +92,15 @@ def gateway_pods(kind: Kind) -> dict[str, str]:
     }
 
 
-def settled(kind: Kind, expected: set[str], timeout: float = 120) -> tuple[set[str], set[str]]:
-    """(what is left in the namespace, the release's cluster-scoped objects) once that is
-    (expected, nothing), or as it stands after timeout seconds, to show what stayed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = left(kind), cluster_scoped(kind)
-        if found == (expected, set()) or time.monotonic() > deadline:
-            return found
-        time.sleep(1)
+def settles(kind: Kind, expected: set[str], timeout: float = 120) -> None:
+    """Wait until the namespace holds only `expected` and no cluster-scoped object of the release
+    is left; else fail showing what stayed."""
+    wait_until(
+        lambda: left(kind) == expected and not cluster_scoped(kind),
+        f"only {sorted(expected)} left of the release",
+        timeout,
+        detail=lambda: f"left: {sorted(left(kind))}, cluster-wide: {sorted(cluster_scoped(kind))}",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +153,7 @@ def test_upgrade_and_uninstall_leave_only_the_claim_the_user_kept(kind: Kind, fr
 
     helm(kind, "uninstall", RELEASE, "--wait", "--timeout=3m")
     kept = {f"persistentvolumeclaim/{CLAIM}"}
-    assert settled(kind, kept) == (kept, set())
+    settles(kind, kept)
     assert kind.get("crd", "agents.paddock.dev") is not None, "helm never deletes its CRDs"
     assert kind.get("clusterrole", "paddock-operator") is not None, "the main release is untouched"
     assert kind.get("deployment", "paddock-operator", SYSTEM_NAMESPACE) is not None
@@ -171,5 +170,5 @@ def test_the_claim_goes_too_when_the_user_did_not_keep_it(kind: Kind, fresh: Non
     volume = claim["spec"]["volumeName"]
     helm(kind, "uninstall", RELEASE, "--wait", "--timeout=3m")
     # The StatefulSet controller deletes the claim after the StatefulSet, then its volume goes.
-    assert settled(kind, set()) == (set(), set())
+    settles(kind, set())
     wait_until(lambda: kind.get("pv", volume) is None, f"volume {volume} deleted", 120)

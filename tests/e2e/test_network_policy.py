@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from paddock.testing.kind import EXAMPLE_AGENT, EXAMPLE_NAMESPACE, Kind, wait_until
+from paddock_testing.kind import EXAMPLE_AGENT, EXAMPLE_NAMESPACE, Kind, wait_until
 
 pytestmark = pytest.mark.cluster
 

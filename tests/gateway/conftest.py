@@ -15,11 +15,11 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from paddock.testing.agents import minimal_agent
-from paddock.testing.apiserver import ApiServer
-from paddock.testing.proc import free_port
-from paddock.testing.redis import RedisServer
-from paddock.testing.wait import wait_http
+from paddock_testing.agents import minimal_agent
+from paddock_testing.apiserver import ApiServer
+from paddock_testing.proc import free_port
+from paddock_testing.redis import RedisServer
+from paddock_testing.wait import wait_http
 
 PYTHON = sys.executable
 
@@ -43,7 +43,7 @@ class Processes:
     def runner(self, port: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
         """A scripted runner process speaking paddock.protocol; its URL."""
         port = port or free_port()
-        argv = [PYTHON, "-m", "paddock.testing.scripted_runner", "--port", str(port)]
+        argv = [PYTHON, "-m", "paddock_testing.scripted_runner", "--port", str(port)]
         process = self.spawn(f"runner-{port}", argv, {})
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/healthz", process)

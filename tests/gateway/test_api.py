@@ -17,11 +17,11 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from paddock.testing.apiserver import ApiServer
-from paddock.testing.redis import RedisServer
 from paddock_gateway.client import GatewayClient
 from paddock_gateway.sse import SseParser
 from paddock_gateway.store import SessionKeys
+from paddock_testing.apiserver import ApiServer
+from paddock_testing.redis import RedisServer
 
 pytestmark = pytest.mark.apiserver
 

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from paddock.testing.apiserver import ApiServer
-from paddock.testing.helm import render
 from paddock_gateway.client import GatewayClient
+from paddock_testing.apiserver import ApiServer
+from paddock_testing.helm import render
 
 pytestmark = pytest.mark.apiserver
 

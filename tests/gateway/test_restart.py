@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from paddock.testing.runner import RunnerProcess
-from paddock.testing.sessions import assert_exactly_once, collect_turn
 from paddock_gateway.client import Event, GatewayClient
+from paddock_testing.runner import RunnerProcess
+from paddock_testing.sessions import assert_exactly_once, collect_turn
 
 pytestmark = pytest.mark.apiserver
 

@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from paddock.testing.apiserver import ApiServer
+from paddock_testing.apiserver import ApiServer
 
 pytestmark = pytest.mark.apiserver
 

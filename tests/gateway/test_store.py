@@ -10,8 +10,8 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from paddock.protocol import RunnerEvent
-from paddock.testing.redis import RedisServer
 from paddock_gateway.store import LeaseLostError, SessionKeys, Store, Turn
+from paddock_testing.redis import RedisServer
 
 pytestmark = pytest.mark.integration
 

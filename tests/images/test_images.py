@@ -14,7 +14,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,12 +28,12 @@ import yaml
 from paddock import pki, sandbox
 from paddock.api.agent import AgentSpec
 from paddock.models.tiny import write_tiny_llama
-from paddock.testing.agents import minimal_agent
-from paddock.testing.wait import wait_http
 from paddock_operator.render.model import model_container, model_mounts
 from paddock_operator.render.objects import AGENT_CA_FILE
 from paddock_operator.render.pod import AGENT_CA_DIR, egress_init_container
 from paddock_operator.settings import OperatorSettings
+from paddock_testing.agents import minimal_agent
+from paddock_testing.wait import wait_for, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -133,13 +132,13 @@ class Container:
 
     def wait_exit(self, timeout: float = 30) -> int:
         """Its exit code, once it has exited."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = inspect(self.name)["State"]
-            if not state["Running"]:
-                return int(state["ExitCode"])
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} still runs after {timeout}s:\n{self.logs()}")
+
+        def exited() -> dict[str, Any] | None:
+            state: dict[str, Any] = inspect(self.name)["State"]
+            return None if state["Running"] else state
+
+        state = wait_for(exited, f"{self.name} to exit", timeout, detail=self.logs)
+        return int(state["ExitCode"])
 
 
 @contextmanager

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from kopf.testing import KopfRunner
 
-from paddock.testing.apiserver import ApiServer
-from paddock.testing.cluster import Cluster
+from paddock_testing.apiserver import ApiServer
+from paddock_testing.cluster import Cluster
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import yaml
 from kopf.testing import KopfRunner
 
 from paddock import pki, sandbox
-from paddock.testing.apiserver import ApiServer
-from paddock.testing.cluster import Cluster, wait_for
+from paddock_testing.apiserver import ApiServer
+from paddock_testing.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.apiserver
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from paddock.testing.apiserver import ApiServer
-from paddock.testing.proc import free_port
 from paddock_operator.kube import Kube, KubeError, UnavailableError
+from paddock_testing.apiserver import ApiServer
+from paddock_testing.proc import free_port
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.asyncio]
 

@@ -13,7 +13,7 @@ import yaml
 from kopf.testing import KopfRunner
 
 from paddock import sandbox
-from paddock.testing.cluster import Cluster, wait_for
+from paddock_testing.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.apiserver
 
@@ -241,7 +241,9 @@ def test_missing_secret_is_reported_and_recovers(operator: KopfRunner, cluster: 
     assert condition["reason"] == "SecretNotFound"
     assert "Secret github" in condition["message"]
     assert cluster.pod(name) is None
-    time.sleep(3.5)  # three more retries (PADDOCK_OPERATOR_RETRY_DELAY=1): one Event, not four
+    # Time passing is the point: three more retries (PADDOCK_OPERATOR_RETRY_DELAY=1) happen in it,
+    # and they must add no Event (one, not four). There is no condition to wait for.
+    time.sleep(3.5)
     assert cluster.warnings(name) == {"SecretNotFound": 1}
     cluster.apply(cluster.secret("github", wrong_key="x"))
     wait_for(

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paddock.testing.agents import minimal_agent
-from paddock.testing.apiserver import ApiServer
-from paddock.testing.cluster import Cluster, wait_for
+from paddock_testing.agents import minimal_agent
+from paddock_testing.apiserver import ApiServer
+from paddock_testing.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.apiserver
 

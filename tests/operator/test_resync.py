@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from paddock.testing.agents import minimal_agent
-from paddock.testing.apiserver import ApiServer
-from paddock.testing.cluster import Cluster
 from paddock_operator.kube import Kube
 from paddock_operator.reconcile import Reconciler
 from paddock_operator.resync import resync_once
 from paddock_operator.settings import OperatorSettings
+from paddock_testing.agents import minimal_agent
+from paddock_testing.apiserver import ApiServer
+from paddock_testing.cluster import Cluster
 
 pytestmark = pytest.mark.apiserver
 

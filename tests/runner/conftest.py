@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from paddock.testing.llamaserver import LlamaServer
-from paddock.testing.modeltap import ModelTap
-from paddock.testing.runner import RunnerProcess
+from paddock_testing.llamaserver import LlamaServer
+from paddock_testing.modeltap import ModelTap
+from paddock_testing.runner import RunnerProcess
 
 
 @pytest.fixture

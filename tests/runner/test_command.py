@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from paddock.protocol import Message, RunnerEvent, TurnRequest, read_sse_events
-from paddock.testing.runner import RunnerProcess, run_turn, start_turn, turn_events
+from paddock_testing.runner import RunnerProcess, run_turn, start_turn, turn_events
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import pytest
 
 from paddock.modelserver import ModelServer
 from paddock.protocol import Message, RunnerEvent, TurnRequest
-from paddock.testing.llamaserver import LlamaServer
-from paddock.testing.modeltap import ModelTap
-from paddock.testing.runner import RunnerProcess, run_turn, start_turn, turn_events
+from paddock_testing.llamaserver import LlamaServer
+from paddock_testing.modeltap import ModelTap
+from paddock_testing.runner import RunnerProcess, run_turn, start_turn, turn_events
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from paddock_vault.app import Vault
-from paddock_vault.settings import VaultSettings
-from paddock_vault.testing import (
+from paddock_testing.vault import (
     REAL_VALUES,
     UPSTREAM_NAMES,
     Dials,
@@ -24,6 +22,8 @@ from paddock_vault.testing import (
     Upstream,
     serve,
 )
+from paddock_vault.app import Vault
+from paddock_vault.settings import VaultSettings
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from paddock_vault.testing import GITHUB_STUB, REAL_VALUES, RunningVault, Upstream
+from paddock_testing.vault import GITHUB_STUB, REAL_VALUES, RunningVault, Upstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from paddock.sandbox import HARNESS_UID
-from paddock_vault.testing import RunningVault, StartVault, Upstream, require, tunnel
+from paddock_testing.vault import RunningVault, StartVault, Upstream, require, tunnel
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from paddock_testing.vault import Pki
 from paddock_vault.app import Vault
 from paddock_vault.certs import LeafCache
 from paddock_vault.config import ConfigError, Route, load
 from paddock_vault.errors import PolicyError
 from paddock_vault.settings import VaultSettings
-from paddock_vault.testing import Pki
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paddock_vault.testing import (
+from paddock_testing.vault import (
     GITHUB_STUB,
     Pki,
     Resolver,

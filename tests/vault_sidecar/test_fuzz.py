@@ -19,11 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paddock import pki
-from paddock_vault import clienthello, framing, swap
-from paddock_vault.config import Credential, Policy
-from paddock_vault.errors import PolicyError, RequestError
-from paddock_vault.scrub import Masker
-from paddock_vault.testing import (
+from paddock_testing.vault import (
     GITHUB_REAL,
     GITHUB_STUB,
     OTHER_REAL,
@@ -34,6 +30,10 @@ from paddock_vault.testing import (
     Upstream,
     serve,
 )
+from paddock_vault import clienthello, framing, swap
+from paddock_vault.config import Credential, Policy
+from paddock_vault.errors import PolicyError, RequestError
+from paddock_vault.scrub import Masker
 
 STUBS = {"GITHUB_TOKEN": GITHUB_STUB, "OTHER_KEY": OTHER_STUB, "QUERY_KEY": QUERY_STUB}
 REALS = {"GITHUB_TOKEN": GITHUB_REAL, "OTHER_KEY": OTHER_REAL, "QUERY_KEY": QUERY_REAL}
@@ -191,9 +191,9 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """A vault and an upstream server running on an event loop in another thread."""
+    from paddock_testing.vault import UPSTREAM_NAMES, Dials, Resolver  # noqa: PLC0415
     from paddock_vault.app import Vault  # noqa: PLC0415
     from paddock_vault.settings import VaultSettings  # noqa: PLC0415
-    from paddock_vault.testing import UPSTREAM_NAMES, Dials, Resolver  # noqa: PLC0415
 
     work = tmp_path_factory.mktemp("fuzz")
     certs = Pki.create(work)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from paddock_vault.testing import GITHUB_REAL, GITHUB_STUB, RunningVault, Upstream, require
+from paddock_testing.vault import GITHUB_REAL, GITHUB_STUB, RunningVault, Upstream, require
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from paddock_vault.testing import RunningVault, Upstream, tunnel
+from paddock_testing.vault import RunningVault, Upstream, tunnel
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -10,7 +10,7 @@ import ssl
 import httpx
 import pytest
 
-from paddock_vault.testing import (
+from paddock_testing.vault import (
     GITHUB_STUB,
     Pki,
     Resolver,

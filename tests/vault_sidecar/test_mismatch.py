@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from paddock_vault.testing import (
+from paddock_testing.vault import (
     GITHUB_REAL,
     GITHUB_STUB,
     RunningVault,

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from paddock_vault.testing import GITHUB_REAL, GITHUB_STUB, RunningVault, Upstream
+from paddock_testing.vault import GITHUB_REAL, GITHUB_STUB, RunningVault, Upstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -36,8 +36,11 @@ async def test_secret_rotation_without_restart(vault: RunningVault, upstream: Up
 async def test_broken_config_keeps_the_previous_one(
     vault: RunningVault, upstream: Upstream
 ) -> None:
+    reloads = vault.vault.ctx.metrics.reloads
     vault.config_file.write_text("{not json")
-    await asyncio.sleep(0.3)
+    async with asyncio.timeout(10):  # until the vault has read the broken file
+        while not reloads[(("result", "error"),)]:  # noqa: ASYNC110 - a counter, not an event
+            await asyncio.sleep(0.05)
     async with vault.client() as client:
         response = await client.get(
             f"https://api.github.test:{upstream.port}/",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from paddock_testing.vault import GITHUB_STUB, RunningVault, Upstream, exchange, tunnel
 from paddock_vault.errors import RequestError
 from paddock_vault.framing import check_request_head
-from paddock_vault.testing import GITHUB_STUB, RunningVault, Upstream, exchange, tunnel
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paddock_vault.testing import GITHUB_STUB, REAL_VALUES, Pki, RunningVault, Upstream
+from paddock_testing.vault import GITHUB_STUB, REAL_VALUES, Pki, RunningVault, Upstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from paddock_vault.testing import (
+from paddock_testing.vault import (
     GITHUB_REAL,
     GITHUB_STUB,
     OTHER_REAL,

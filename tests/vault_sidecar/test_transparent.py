@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ import pytest
 
 from paddock import egress
 from paddock.sandbox import HARNESS_UID, VAULT_ADMIN_PORT, VAULT_UID
-from paddock_vault.testing import GITHUB_REAL, GITHUB_STUB, REAL_VALUES, Pki, require
+from paddock_testing.vault import GITHUB_REAL, GITHUB_STUB, REAL_VALUES, Pki, require
+from paddock_testing.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def _namespaces(tag: str, pod: str, net: str) -> None:
 
 
 INTERNET = (
-    "import asyncio, sys; from pathlib import Path; from paddock_vault.testing import internet; "
+    "import asyncio, sys; from pathlib import Path; from paddock_testing.vault import internet; "
     "asyncio.run(internet(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])))"
 )
 
@@ -109,11 +109,14 @@ def _start(
     log_file = work / "vault.log"
     with log_file.open("wb") as log:
         processes.append(subprocess.Popen(vault, env=env, stderr=log))
-    deadline = time.monotonic() + 20
-    while not ("vault listening" in log_file.read_text() and '"ready"' in journal.read_text()):
-        assert time.monotonic() < deadline, log_file.read_text()
+
+    def started() -> bool:
         assert all(p.poll() is None for p in processes), log_file.read_text()
-        time.sleep(0.1)
+        return "vault listening" in log_file.read_text() and '"ready"' in journal.read_text()
+
+    wait_for(
+        started, "the vault and the internet to start", 20, every=0.1, detail=log_file.read_text
+    )
     return log_file
 
 
@@ -219,10 +222,16 @@ def test_no_direct_egress(sandbox: Sandbox) -> None:
     udp = sandbox.harness("bash", "-c", f"echo hi > /dev/udp/{NET_IP}/5353")
     dns = sandbox.harness("bash", "-c", f"echo hi > /dev/udp/{NET_IP}/53")
     assert dns.returncode == 0, dns.stderr
-    time.sleep(0.5)
+
+    def udp_ports() -> list[object] | None:
+        ports = [e["port"] for e in sandbox.seen("udp")]
+        return ports if 53 in ports else None
+
+    # Once the nameserver's datagram (sent last) is in, anything let through before it is too.
+    ports = wait_for(udp_ports, "the datagram to port 53 to arrive")
     assert len(sandbox.seen("tcp")) == tcp_before
     assert len(sandbox.seen("https")) == https_before
-    assert [e["port"] for e in sandbox.seen("udp")] == [53]
+    assert ports == [53]
     assert udp.returncode != 0, "UDP to a non-nameserver was not rejected"
     log = sandbox.vault_log.read_text()
     assert "port 8443 is not allowed" in log

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from paddock import pki
-from paddock_vault.testing import GITHUB_STUB, Pki, StartVault, Upstream, serve
+from paddock_testing.vault import GITHUB_STUB, Pki, StartVault, Upstream, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from paddock_vault.testing import GITHUB_STUB, UPSTREAM_NAMES, Pki, RunningVault, StartVault, tunnel
+from paddock_testing.vault import GITHUB_STUB, UPSTREAM_NAMES, Pki, RunningVault, StartVault, tunnel
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 

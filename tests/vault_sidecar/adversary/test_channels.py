@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from paddock_testing.vault import GITHUB_REAL, GITHUB_STUB, REAL_VALUES
 from paddock_vault import scrub
-from paddock_vault.testing import GITHUB_REAL, GITHUB_STUB, REAL_VALUES
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from paddock_vault.testing import GITHUB_REAL, REAL_VALUES
+from paddock_testing.vault import GITHUB_REAL, REAL_VALUES
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from paddock_testing.vault import GITHUB_STUB, REAL_VALUES, UPSTREAM_NAMES, Dials, Pki, Resolver
 from paddock_vault import scrub
 from paddock_vault.app import Vault
 from paddock_vault.scrub import MIN_FRAGMENT, Masker, Secrets
 from paddock_vault.settings import VaultSettings
-from paddock_vault.testing import GITHUB_STUB, REAL_VALUES, UPSTREAM_NAMES, Dials, Pki, Resolver
 
 REALS = [r.encode() for r in REAL_VALUES]
 
@@ -108,7 +108,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, kit: Any) -> Iterator[Live]:
     """A vault in front of the reflector, on an event loop in another thread."""
     import ssl  # noqa: PLC0415
 
-    from paddock_vault.testing import RunningVault  # noqa: PLC0415
+    from paddock_testing.vault import RunningVault  # noqa: PLC0415
 
     work = tmp_path_factory.mktemp("property")
     certs = Pki.create(work)

@@ -6,14 +6,14 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Self
 
 import httpx
 
-from paddock.testing.proc import free_port, stop
+from paddock_testing.proc import free_port, stop
+from paddock_testing.wait import wait_for
 
 
 class ProcessError(RuntimeError):
@@ -62,19 +62,28 @@ class HttpProcess:
 
     def wait_healthy(self, path: str) -> httpx.Response:
         """Poll GET `path` until it answers 200; stop the process if it never does."""
-        assert self._process is not None  # noqa: S101 - spawn() comes first
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                code = self._process.returncode
+        process = self._process
+        assert process is not None  # noqa: S101 - spawn() comes first
+
+        def healthy() -> httpx.Response | None:
+            if process.poll() is not None:
+                code = process.returncode
                 raise ProcessError(f"{self.name} exited with {code}; see {self.log_file}")
-            with contextlib.suppress(httpx.TransportError):
-                response = httpx.get(f"{self.url}{path}", timeout=2)
-                if response.status_code == 200:
-                    return response
-            time.sleep(0.1)
-        self.stop()
-        raise ProcessError(f"{self.name} not healthy in {self.start_timeout_s}s")
+            response = httpx.get(f"{self.url}{path}", timeout=2)
+            return response if response.status_code == 200 else None
+
+        try:
+            return wait_for(
+                healthy,
+                f"{self.name} to answer 200 on {path} (log: {self.log_file})",
+                self.start_timeout_s,
+                every=0.1,
+                tolerate=(httpx.TransportError,),
+                error=ProcessError,
+            )
+        except ProcessError:
+            self.stop()
+            raise
 
     def kill(self) -> None:
         """SIGKILL the process, as an OOM kill or a node failure would."""

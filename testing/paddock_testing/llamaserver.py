@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from paddock.engines import llama_server_args
-from paddock.testing.processes import HttpProcess, ProcessError
+from paddock_testing.processes import HttpProcess, ProcessError
 
 BINARY_ENV = "PADDOCK_LLAMA_SERVER"
 

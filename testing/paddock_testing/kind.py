@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from paddock.testing.wait import wait_for
+from paddock_testing.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = os.environ.get("PADDOCK_E2E_CLUSTER", "paddock")
@@ -29,7 +29,13 @@ T = TypeVar("T")
 Obj = dict[str, Any]
 
 
-def wait_until(check: Callable[[], T | None], what: str, timeout: float = 180) -> T:
+def wait_until(
+    check: Callable[[], T | None],
+    what: str,
+    timeout: float = 180,
+    *,
+    detail: Callable[[], str] | None = None,
+) -> T:
     """wait_for at a cluster's pace: once a second, kubectl failures and half-made objects
     (a missing key, no JSON yet) counting as not yet."""
     return wait_for(
@@ -38,6 +44,7 @@ def wait_until(check: Callable[[], T | None], what: str, timeout: float = 180) -
         timeout,
         every=1,
         tolerate=(subprocess.CalledProcessError, KeyError, json.JSONDecodeError),
+        detail=detail,
     )
 
 

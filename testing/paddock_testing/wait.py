@@ -19,24 +19,29 @@ def wait_for(
     *,
     every: float = 0.2,
     tolerate: tuple[type[Exception], ...] = (),
+    detail: Callable[[], str] | None = None,
+    error: Callable[[str], BaseException] = AssertionError,
 ) -> T:
     """Poll check until it returns something truthy; fail naming what never happened.
 
-    Errors of the tolerate types count as "not yet" (the last one is named if time runs out).
+    Errors of the tolerate types count as "not yet" (the last one is named if time runs out);
+    any other error of check's ends the wait at once. When time runs out, detail() (a process's
+    log, what is still there) is added to the message, and the failure is error(message).
     """
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while True:
         try:
             value = check()
-        except tolerate as error:
-            last = error
+        except tolerate as failure:
+            last = failure
         else:
             if value:
                 return value
         if time.monotonic() > deadline:
             said = f" (last error: {last})" if last else ""
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{said}")
+            more = f"\n{detail()}" if detail else ""
+            raise error(f"timed out after {timeout:.0f} s waiting for {what}{said}{more}")
         time.sleep(every)
 
 
@@ -44,14 +49,10 @@ def wait_http(
     url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 60.0
 ) -> None:
     """Return once `url` answers 200; fail early if `process` exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout}s")
+            raise AssertionError(f"{process.args!r} exited with {process.returncode}")
+        return httpx.get(url, timeout=1).status_code == 200
+
+    wait_for(answers, f"{url} to answer 200", timeout, every=0.1, tolerate=(httpx.HTTPError,))

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from paddock.testing.proc import free_port
+from paddock_testing.proc import free_port
 
 
 class ModelTap:

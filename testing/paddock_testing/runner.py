@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from paddock.protocol import RunnerEvent, RunnerHealth, TurnAccepted, TurnRequest, read_sse_events
-from paddock.testing.processes import HttpProcess, ProcessError
+from paddock_testing.processes import HttpProcess, ProcessError
 
 
 class RunnerError(ProcessError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -22,7 +21,8 @@ from pathlib import Path
 from typing import IO, Self
 
 from paddock import pki
-from paddock.testing.proc import free_port, stop
+from paddock_testing.proc import free_port, stop
+from paddock_testing.wait import wait_for
 
 
 class ApiServerError(RuntimeError):
@@ -244,20 +244,23 @@ class ApiServer:
 
     def _wait_http(self, url: str, name: str, timeout: float) -> None:
         context = self.ssl_context() if url.startswith("https") else None
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             self.check_alive()
             # S310: the URL is one this class built, http(s) to 127.0.0.1.
             request = urllib.request.Request(url, headers=self.admin_headers)  # noqa: S310
-            try:
-                with urllib.request.urlopen(request, timeout=5, context=context) as answer:  # noqa: S310
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, OSError) as error:
-                last = str(error)
-            time.sleep(0.25)
-        raise ApiServerError(f"{name} not ready after {timeout}s ({last}):\n{self._log_tail(name)}")
+            with urllib.request.urlopen(request, timeout=5, context=context) as answer:  # noqa: S310
+                return bool(answer.status == 200)
+
+        wait_for(
+            ready,
+            f"{name} to be ready",
+            timeout,
+            every=0.25,
+            tolerate=(urllib.error.URLError, OSError),
+            detail=lambda: self._log_tail(name),
+            error=ApiServerError,
+        )
 
     def _wait_ready(self, timeout: float) -> None:
         self._wait_http(f"{self.url}/readyz", "kube-apiserver", timeout)

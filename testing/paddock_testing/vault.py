@@ -1,6 +1,6 @@
 """Test and benchmark helpers: real upstream TLS servers (uvicorn), CAs, sample credentials.
 
-Nothing here runs in a Pod; it lives in the package so that tests and bench/vault share it.
+Shared by tests/vault_sidecar and bench/vault; nothing here runs in a Pod.
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import IO, Self
 
-from paddock.testing.proc import free_port, stop
+from paddock_testing.proc import free_port, stop
+from paddock_testing.wait import wait_for
 
 
 class RedisServerError(RuntimeError):
@@ -66,14 +66,15 @@ class RedisServer:
         self._process = subprocess.Popen(  # noqa: S603 - redis-server from PATH, argv built here
             argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RedisServerError(f"redis-server exited with {self._process.returncode}")
-            if self.ping():
-                return
-            time.sleep(0.05)
-        raise RedisServerError(f"redis-server not answering on {self.port} after {timeout}s")
+        process = self._process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RedisServerError(f"redis-server exited with {process.returncode}")
+            return self.ping()
+
+        what = f"redis-server to answer PING on {self.port}"
+        wait_for(answers, what, timeout, every=0.05, error=RedisServerError)
 
     def ping(self) -> bool:
         """Whether the server answers PING (and has finished loading its data)."""

@@ -1,6 +1,6 @@
 """A scripted runner that speaks paddock.protocol, for tests and benchmarks of the gateway.
 
-It is a real process (`python -m paddock.testing.scripted_runner --port N`) with no model behind
+It is a real process (`python -m paddock_testing.scripted_runner --port N`) with no model behind
 it: the last user message of a turn is its script.
 
     emit N [DELAY_MS]   N `output` events {"text": "line <i>"}, DELAY_MS apart (0: at once)

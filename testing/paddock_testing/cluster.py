@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from paddock.testing.apiserver import ApiServer, ApiServerError
-from paddock.testing.wait import wait_for
+from paddock_testing.apiserver import ApiServer, ApiServerError
+from paddock_testing.wait import wait_for
 
 __all__ = ["Cluster", "wait_for"]
 

@@ -1,1 +1,0 @@
-"""Helpers that start real infrastructure for paddock's tests and benchmarks."""
