@@ -102,6 +102,7 @@ BEGIN_INCARNATION: Final = (
     _PRELUDE
     + """
 if not holds(ARGV[1]) then return 'lease_lost' end
+if not alive() then return 'gone' end
 if redis.call('HGET', KEYS[1], 'turn') ~= ARGV[2] then return 'stale' end
 if redis.call('HGET', KEYS[1], 'inc') == ARGV[3] then return 'same' end
 redis.call('HSET', KEYS[1], 'inc', ARGV[3], 'seq', '0')
@@ -178,16 +179,18 @@ return id
 )
 
 # ARGV: grace seconds, maxlen, session id, end event
+# Returns the turn in flight ('' when none), which the runner should stop; false if already gone.
 DELETE: Final = (
     _PRELUDE
     + """
-if not alive() then return 0 end
+if not alive() then return false end
+local turn = redis.call('HGET', KEYS[1], 'turn') or ''
 redis.call('HSET', KEYS[1], 'state', 'deleted')
 redis.call('DEL', KEYS[3])
 redis.call('SREM', KEYS[8], ARGV[3])
 add(ARGV[2], 'end', ARGV[4])
 touch(ARGV[1])
-return 1
+return turn
 """
 )
 
