@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -331,21 +330,6 @@ class Store:
             event_json("error", {"message": reason}),
             json.dumps({"type": "turn_end", "turn_id": turn_id, "data": {"reason": "error"}}),
         )  # fmt: skip
-
-    # --- retention --------------------------------------------------------------------------
-
-    async def trim(
-        self, session_id: str, *, max_events: int | None = None, max_age: float | None = None
-    ) -> int:
-        """Drop old events by count or age now; returns how many went."""
-        key = SessionKeys(session_id).events
-        removed = 0
-        if max_events is not None:
-            removed += await self.redis.xtrim(key, maxlen=max_events, approximate=False)
-        if max_age is not None:
-            min_id = f"{int((time.time() - max_age) * 1000)}-0"
-            removed += await self.redis.xtrim(key, minid=min_id, approximate=False)
-        return removed
 
 
 def _info(session_id: str, meta: Mapping[Any, Any]) -> SessionInfo | None:
