@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from paddock.protocol import RunnerEvent, RunnerHealth, TurnAccepted, TurnRequest
-from paddock_gateway.sse import SseParser
+from paddock.sse import SseParser
 
 
 class RunnerGoneError(Exception):

@@ -18,12 +18,12 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from paddock.sse import SseParser
 from paddock.testing.apiserver import ApiServer
 from paddock.testing.redis import RedisServer
 from paddock.testing.runner import RunnerProcess
 from paddock.testing.wait import wait_for
 from paddock_gateway.client import GatewayClient
-from paddock_gateway.sse import SseParser
 from paddock_gateway.store import SessionKeys
 
 pytestmark = pytest.mark.apiserver
