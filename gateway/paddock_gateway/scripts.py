@@ -1,8 +1,8 @@
 """The Lua scripts that make each change to a session atomic in Redis.
 
-Every script gets the session's keys in the same order (see keys.SessionKeys.all):
+Every script gets the session's keys in the same order (see store.SessionKeys.all):
 
-    KEYS[1] meta     hash: namespace, agent, created, state, turns, and the turn in flight
+    KEYS[1] meta     hash: namespace, agent, created, state, turns, model, and the turn in flight
                      (turn, turn_item, inc, seq: the last runner event stored)
     KEYS[2] events   stream: the session's events; entry id = the clients' cursor
     KEYS[3] inbox    list: accepted messages waiting for their turn
