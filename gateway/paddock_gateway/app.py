@@ -69,7 +69,7 @@ def create_app(
 
         supervisor = Supervisor(store, make_driver, settings.lease_seconds, settings.sweep_seconds)
         access = Access(kube_api, settings.auth_cache_seconds, settings.token_audiences)
-        app.state.gateway = Gateway(settings, store, access, agents, supervisor)
+        app.state.gateway = Gateway(settings, store, access, agents, runners, supervisor)
         supervisor.start()
         try:
             yield
