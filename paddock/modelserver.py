@@ -1,8 +1,10 @@
 """Ask a model server what it serves, and swap models in llama-server's router mode, over HTTP.
 
 Both engines answer OpenAI's `GET /v1/models`; llama-server's router adds a `status` to each entry
-and the `/models/load` and `/models/unload` routes, so the operator (or the runner) changes the
-served model with no restart of the server: the session using it goes on.
+and the `/models/load` and `/models/unload` routes, so a model can be changed with no restart of
+the server and the session using it goes on. The runner asks which model is loaded (`current`);
+`swap` is the change itself, which only tests and the models bench make so far (nothing in the
+operator reaches into a Pod's model server).
 """
 
 from __future__ import annotations

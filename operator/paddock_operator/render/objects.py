@@ -127,8 +127,16 @@ def service(ref: AgentRef) -> Obj:
         "spec": {
             "selector": {"paddock.dev/agent": ref.name},
             "ports": [
-                {"name": "runner", "port": sandbox.RUNNER_PORT, "targetPort": "runner"},
-                {"name": "model", "port": sandbox.MODEL_PORT, "targetPort": "model"},
+                {
+                    "name": "runner",
+                    "port": sandbox.RUNNER_PORT,
+                    "targetPort": sandbox.RUNNER_PORT_NAME,
+                },
+                {
+                    "name": "model",
+                    "port": sandbox.MODEL_PORT,
+                    "targetPort": sandbox.MODEL_PORT_NAME,
+                },
             ],
         },
     }
