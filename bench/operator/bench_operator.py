@@ -39,7 +39,7 @@ from paddock import pki
 from paddock.api.agent import AgentSpec
 from paddock.testing.agents import minimal_agent
 from paddock.testing.apiserver import ApiServer, ApiServerError, KubeBinaries
-from paddock_operator import kube
+from paddock_operator.kube.paths import path_of
 from paddock_operator.names import AgentRef
 from paddock_operator.render import objects
 from paddock_operator.render.pod import pod as render_pod
@@ -213,7 +213,7 @@ def floor_groups(namespace: str, count: int, *, everything: bool) -> list[Group]
             ]
         for body in made:  # no Agent owns them: keep the garbage collector away
             body["metadata"].pop("ownerReferences", None)
-        groups.append((ref.name, ref.pod, [(kube.path_of(b).rsplit("/", 1)[0], b) for b in made]))
+        groups.append((ref.name, ref.pod, [(path_of(b).rsplit("/", 1)[0], b) for b in made]))
     return groups
 
 

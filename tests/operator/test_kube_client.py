@@ -8,7 +8,8 @@ import pytest
 
 from paddock.testing.apiserver import ApiServer
 from paddock.testing.proc import free_port
-from paddock_operator.kube import Kube, KubeError, UnavailableError
+from paddock_operator.kube.client import Kube
+from paddock_operator.kube.errors import KubeError, UnavailableError
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.asyncio]
 
