@@ -31,12 +31,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from paddock import pki
 from paddock.api.agent import AgentSpec
+from paddock.kubeobj import Obj
 from paddock.testing.agents import minimal_agent
 from paddock.testing.apiserver import ApiServer, ApiServerError, KubeBinaries
 from paddock_operator.kube.paths import path_of
@@ -46,7 +46,6 @@ from paddock_operator.render.pod import pod as render_pod
 from paddock_operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
-Obj = dict[str, Any]
 
 
 def binaries() -> KubeBinaries:

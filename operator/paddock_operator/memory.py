@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
+from paddock.kubeobj import Obj
 from paddock_operator.names import AgentRef
 
-Obj = dict[str, Any]
 AgentKey = tuple[str, str, str]
 
 STALE_VERSIONS = 8

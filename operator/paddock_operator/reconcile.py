@@ -14,13 +14,13 @@ import base64
 import itertools
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import kopf
 
 from paddock import pki, sandbox
 from paddock.api import agent as api
 from paddock.api.agent import AgentSpec
+from paddock.kubeobj import Obj
 from paddock_operator import stubs
 from paddock_operator.kube.client import Kube
 from paddock_operator.kube.errors import ConflictError, InvalidError
@@ -33,8 +33,6 @@ from paddock_operator.render.pod import pod as render_pod
 from paddock_operator.render.pod import spec_hash
 from paddock_operator.settings import OperatorSettings
 from paddock_operator.status import Observed, find_condition, status
-
-Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ import asyncio
 import logging
 
 from paddock.api import agent as api
+from paddock.kubeobj import Obj
 from paddock_operator.kube.errors import KubeError
-from paddock_operator.kube.paths import Obj, path
+from paddock_operator.kube.paths import path
 from paddock_operator.scheduling import Scheduler
 
 logger = logging.getLogger(__name__)

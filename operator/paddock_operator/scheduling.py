@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any
 
 import kopf
 
+from paddock.kubeobj import Obj
 from paddock_operator.kube.client import Kube
 from paddock_operator.kube.errors import KubeError
 from paddock_operator.memory import AgentKey
 from paddock_operator.names import AgentRef
 from paddock_operator.reconcile import Reconciler, agent_path
 
-Obj = dict[str, Any]
 logger = logging.getLogger(__name__)
 
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from paddock.kubeobj import Obj
 from paddock.testing.apiserver import ApiServer
 
 pytestmark = pytest.mark.apiserver
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-Obj = dict[str, Any]
 
 
 def load_agent(name: str) -> Obj:

@@ -13,18 +13,18 @@ import ssl
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import aiohttp
 import kopf
 
+from paddock.kubeobj import Obj
 from paddock_operator.kube import priority
 from paddock_operator.kube.errors import KubeError, NotFoundError, UnavailableError, error_for
 from paddock_operator.kube.paths import path, path_of
 
 FIELD_MANAGER = "paddock-operator"
 logger = logging.getLogger(__name__)
-Obj = dict[str, Any]
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 

@@ -6,16 +6,14 @@ Built here once, from the engine's facts in paddock.engines (command, arguments,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 from paddock import engines, sandbox
 from paddock.api.agent import ModelSpec
 from paddock.engines import Engine, Probe
+from paddock.kubeobj import Obj
 from paddock_operator.render.security import restricted
 from paddock_operator.settings import OperatorSettings
-
-Obj = dict[str, Any]
 
 MODELS_VOLUME = "models"
 SHARED_MEMORY_VOLUME = "dshm"

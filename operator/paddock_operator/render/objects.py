@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 
 from paddock import sandbox
 from paddock.api.agent import AgentSpec
+from paddock.kubeobj import Obj
 from paddock.pki import KeyPair
 from paddock_operator.names import AgentRef
 from paddock_operator.render.model import download_hosts
 from paddock_operator.settings import OperatorSettings
-
-Obj = dict[str, Any]
 
 AGENT_CA_FILE = "agent-ca.crt"
 UPSTREAM_CA_FILE = "upstream-ca.crt"

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 from paddock import egress, engines, sandbox
 from paddock.api.agent import AgentSpec
+from paddock.kubeobj import Obj
 from paddock_operator.names import SPEC_HASH, AgentRef
 from paddock_operator.render.model import model_server
 from paddock_operator.render.objects import AGENT_CA_FILE, UPSTREAM_CA_FILE
 from paddock_operator.render.security import network_admin, restricted
 from paddock_operator.settings import OperatorSettings
-
-Obj = dict[str, Any]
 
 PROXY_URL = f"http://127.0.0.1:{sandbox.VAULT_PROXY_PORT}"
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-Obj = dict[str, Any]
+from paddock.kubeobj import Obj
 
 
 def restricted(uid: int, *, read_only_root: bool = True) -> Obj:
