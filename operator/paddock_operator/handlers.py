@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from paddock.api import agent as api
-from paddock_operator.kube.client import SERVICE_ACCOUNT_TOKEN, Kube
+from paddock_operator.kube.client import SERVICE_ACCOUNT_TOKEN, KubeClient
 from paddock_operator.kube.errors import KubeError
 from paddock_operator.names import AGENT_LABEL
 from paddock_operator.reconcile import Reconciler
@@ -59,7 +59,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     info, token_file = _credentials(settings)
     if info is None:
         raise kopf.PermanentError("no in-cluster service account and no kubeconfig to log in with")
-    client = Kube.from_connection(
+    client = KubeClient.from_connection(
         info, in_flight=ours.api_requests_in_flight, token_file=token_file
     )
     scheduler = Scheduler(Reconciler(client, ours))

@@ -22,7 +22,7 @@ from paddock.api import agent as api
 from paddock.api.agent import AgentSpec
 from paddock.kubeobj import Obj
 from paddock_operator import stubs
-from paddock_operator.kube.client import Kube
+from paddock_operator.kube.client import KubeClient
 from paddock_operator.kube.errors import ConflictError, InvalidError
 from paddock_operator.kube.paths import path
 from paddock_operator.kube.priority import urgent
@@ -61,7 +61,7 @@ def agent_path(ref: AgentRef, subresource: str | None = None) -> str:
 class Reconciler:
     """The steps that bring one Agent's objects in line with its spec, through one API client."""
 
-    def __init__(self, client: Kube, settings: OperatorSettings) -> None:
+    def __init__(self, client: KubeClient, settings: OperatorSettings) -> None:
         self.kube = client
         self.settings = settings
         self.memory = Memory()

@@ -15,7 +15,7 @@ import weakref
 import kopf
 
 from paddock.kubeobj import Obj
-from paddock_operator.kube.client import Kube
+from paddock_operator.kube.client import KubeClient
 from paddock_operator.kube.errors import KubeError
 from paddock_operator.memory import AgentKey
 from paddock_operator.names import AgentRef
@@ -35,7 +35,7 @@ class Scheduler:
 
     def __init__(self, reconciler: Reconciler) -> None:
         self.reconciler = reconciler
-        self.kube: Kube = reconciler.kube
+        self.kube: KubeClient = reconciler.kube
         self.memory = reconciler.memory
         self._settings = reconciler.settings
         # Weak: a lock lives while a reconcile holds or awaits it, not for every Agent ever seen.

@@ -9,7 +9,7 @@ import pytest
 from paddock.testing.agents import minimal_agent
 from paddock.testing.apiserver import ApiServer
 from paddock.testing.cluster import Cluster
-from paddock_operator.kube.client import Kube
+from paddock_operator.kube.client import KubeClient
 from paddock_operator.names import AgentRef
 from paddock_operator.reconcile import Reconciler
 from paddock_operator.resync import resync_once
@@ -19,8 +19,8 @@ from paddock_operator.settings import OperatorSettings
 pytestmark = pytest.mark.apiserver
 
 
-def admin_client(server: ApiServer) -> Kube:
-    return Kube(server.url, ssl_context=server.ssl_context(), headers=server.admin_headers)
+def admin_client(server: ApiServer) -> KubeClient:
+    return KubeClient(server.url, ssl_context=server.ssl_context(), headers=server.admin_headers)
 
 
 def scheduler_of(apiserver: ApiServer) -> Scheduler:
@@ -85,7 +85,7 @@ async def test_a_workspace_change_the_api_server_refuses_is_one_warning(
 class BrokenFor(Reconciler):
     """A reconciler with a bug that only one Agent's spec sets off."""
 
-    def __init__(self, kube: Kube, broken: str) -> None:
+    def __init__(self, kube: KubeClient, broken: str) -> None:
         super().__init__(kube, OperatorSettings())
         self.broken = broken
 

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
-class Kube:
+class KubeClient:
     """Async access to one API server with one identity, on aiohttp.
 
     aiohttp, not httpx: measured against the test API server, httpx (over anyio's TLS streams)
