@@ -93,22 +93,57 @@ class Secrets:
         # Encodings of the value as it is: percent-encoding "A" is not percent-encoding "a".
         self.forms = tuple(dict.fromkeys(f for v in originals for f in _forms(v)))
         self.hold = max((len(f.text) for f in self.forms), default=1) - 1
+        self._probes: dict[tuple[int, ...], Probes] = {}
+        starts = [re.escape(v[:MIN_FRAGMENT]) for v in self.values]
+        self.starts = re.compile(b"|".join(starts)) if starts else None
+        """Finds the first MIN_FRAGMENT bytes of any value in lower-cased data (for Disclosure)."""
+        self.longest = max(map(len, self.values), default=0)
 
-    def probes(self, known: Mapping[bytes, int]) -> tuple[tuple[bytes, int], ...]:
-        """(form, how many of its first bytes make a match) given what the agent disclosed."""
-        probes = []
-        for form in self.forms:
-            value = form.value
-            chars = min(len(value), max(MIN_FRAGMENT, known.get(value, 0) + 1))
-            need = len(form.text) if form.unit == 0 else form.unit * chars
-            probes.append((form.text, need))
-        return tuple(probes)
+    def probes(self, known: Mapping[bytes, int]) -> Probes:
+        """What to look for, given how much of each value the agent itself disclosed."""
+        chars = tuple(min(len(v), max(MIN_FRAGMENT, known.get(v, 0) + 1)) for v in self.values)
+        found = self._probes.get(chars)
+        if found is None:
+            threshold = dict(zip(self.values, chars, strict=True))
+            found = Probes(
+                tuple(
+                    (f.text, len(f.text) if f.unit == 0 else f.unit * threshold[f.value])
+                    for f in self.forms
+                )
+            )
+            self._probes[chars] = found
+        return found
 
 
-def _spans(low: bytes, probes: tuple[tuple[bytes, int], ...]) -> Iterator[tuple[int, int]]:
+_SCREEN_BY_REGEX = 4096
+
+
+class Probes:
+    """(form, how many of its first bytes make a match) for each form, and one screen for all."""
+
+    def __init__(self, probes: tuple[tuple[bytes, int], ...]) -> None:
+        self.probes = probes
+        self.heads = tuple(sorted({text[:need] for text, need in probes}, key=len, reverse=True))
+        self._screen = re.compile(b"|".join(map(re.escape, self.heads)))
+
+    def __bool__(self) -> bool:
+        return bool(self.probes)
+
+    def occur(self, low: bytes) -> bool:
+        """Whether any probe's head is in low (lower-cased data): the common answer is no.
+
+        Measured: a regex of the heads is fastest on a response head (~4 us), a find per head on
+        a 64 KiB chunk (~0.35 ms, where the regex takes 1.6 ms).
+        """
+        if len(low) <= _SCREEN_BY_REGEX:
+            return self._screen.search(low) is not None
+        return any(head in low for head in self.heads)
+
+
+def _spans(low: bytes, probes: Probes) -> Iterator[tuple[int, int]]:
     """(start, end) of each match in low: a probe's first bytes, extended as far as they agree."""
     size = len(low)
-    for text, need in probes:
+    for text, need in probes.probes:
         head = text[:need]
         at = low.find(head)
         while at >= 0:
@@ -119,13 +154,14 @@ def _spans(low: bytes, probes: tuple[tuple[bytes, int], ...]) -> Iterator[tuple[
             at = low.find(head, at + 1)
 
 
-def mask_spans(
-    data: bytes, probes: tuple[tuple[bytes, int], ...], start: int = 0, stop: int | None = None
-) -> bytes:
+def mask_spans(data: bytes, probes: Probes, start: int = 0, stop: int | None = None) -> bytes:
     """data[start:stop] with every match found in all of data masked."""
     stop = len(data) if stop is None else stop
+    low = data.lower()
+    if not probes.occur(low):
+        return data[start:stop]
     out = bytearray(data[start:stop])
-    for at, end in _spans(data.lower(), probes):
+    for at, end in _spans(low, probes):
         a, b = max(at, start), min(end, stop)
         if a < b:
             out[a - start : b - start] = b"*" * (b - a)
@@ -168,6 +204,10 @@ class Masker:
         window = self._tail + self._held
         return self._cut(window, len(window))
 
+    def finds(self, data: bytes) -> bool:
+        """Whether data holds anything this masker would mask."""
+        return bool(self._probes) and self._probes.occur(data.lower())
+
     def text(self, data: bytes) -> bytes:
         """data masked as a whole (a header, a message), leaving this stream as it was."""
         return mask_spans(data, self._probes) if self._probes else data
@@ -207,12 +247,14 @@ _BASIC = re.compile(rb"(?i)basic[ \t]+([A-Za-z0-9+/=_-]{4,})")
 _UNICODE_ESCAPE = re.compile(rb"\\u00([0-9a-fA-F]{2})")
 
 
-def _decoded_views(data: bytes) -> Iterator[bytes]:
+def _decoded_views(data: bytes, low: bytes) -> Iterator[bytes]:
     """data as a server might decode it before echoing: percent, JSON \\u escapes, Basic."""
     if b"%" in data:
         yield urllib.parse.unquote_to_bytes(data)
     if b"\\u" in data:
         yield _UNICODE_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), data)
+    if b"basic" not in low:
+        return
     for found in _BASIC.finditer(data):
         token = found.group(1)
         try:  # both alphabets: "-_" are read as "+/", and "+/" stay themselves
@@ -244,16 +286,23 @@ class DisclosureScanner:
     def __init__(self, disclosure: Disclosure, secrets: Secrets) -> None:
         self._known = disclosure.known
         self._values = secrets.values
-        self._keep = max((len(v) for v in self._values), default=1) - 1
+        self._screen = secrets.starts
+        self._keep = secrets.longest - 1
         self._tail = b""
 
     def feed(self, data: bytes) -> None:
         """Note the longest start of each value found in what came so far."""
-        if not self._values:
+        if self._screen is None:
             return
-        window = self._tail + data
+        window = self._tail + data if self._tail else data
         self._tail = window[-self._keep :] if self._keep else b""
-        views = [window.lower(), *(v.lower() for v in _decoded_views(window))]
+        low = window.lower()
+        views = [low] if self._screen.search(low) else []
+        if b"%" in window or b"\\u" in window or b"basic" in low:
+            decoded = (v.lower() for v in _decoded_views(window, low))
+            views += [v for v in decoded if self._screen.search(v)]
+        if not views:
+            return
         known = self._known
         for value in self._values:
             head = value[:MIN_FRAGMENT]
