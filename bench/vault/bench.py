@@ -8,12 +8,16 @@ connection, requests/s at 1 and 10 connections, and SSE time to first event, wit
 Tools, cached under ~/.cache/paddock (built or installed on first use):
   nginx-light (Debian), hey (Go module github.com/rakyll/hey), mitmproxy 11.0.2 (PyPI, own venv).
 
-    .venv/bin/python bench/vault/bench.py [--seconds 3] [--rounds 3]
+    .venv/bin/python bench/vault/bench.py [--seconds 3] [--rounds 3] [--baseline REF]
+
+--baseline REF adds a column for the vault as it was at a git ref (exported with git archive and
+run from there), so a change to the vault is compared with what it replaced in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -37,6 +41,8 @@ HEY = CACHE / "go-bin" / "hey"
 MITM_VENV = CACHE / "mitm-11.0.2"
 HOST = "localhost"
 SETUPS = ("direct", "paddock vault", "mitmdump")
+BASELINE = "vault @ baseline"
+REPO = Path(__file__).resolve().parents[2]
 
 NGINX_CONF = """
 worker_processes 1;
@@ -164,8 +170,9 @@ def _latency(port: int, proxy_port: int | None, path: str, count: int) -> tuple[
 
 
 def _vault_cmd(
-    work: Path, certs: Pki, port: int, proxy_port: int
+    work: Path, certs: Pki, port: int, proxy_port: int, source: Path | None = None
 ) -> tuple[list[str], dict[str, str]]:
+    """The vault's command and environment (source: a tree to run it from instead of this one)."""
     env = os.environ | {
         "PADDOCK_VAULT_CONFIG_FILE": str(certs.write_config(work)),
         "PADDOCK_VAULT_LISTEN_HOSTS": '["127.0.0.1"]',
@@ -178,7 +185,21 @@ def _vault_cmd(
         "PADDOCK_VAULT_UNSAFE_ALLOW_CIDRS": '["127.0.0.1/32", "::1/128"]',
         "PADDOCK_VAULT_LOG_LEVEL": "WARNING",
     }
+    if source is not None:
+        parts = ("vault_sidecar", "operator", "gateway", "runner")
+        folders = [source, *(source / f for f in parts)]
+        env["PYTHONPATH"] = os.pathsep.join(map(str, folders))
     return [sys.executable, "-m", "paddock.cli", "vault"], env
+
+
+def _export(ref: str, into: Path) -> Path:
+    """The tree of a git ref, as files under into."""
+    into.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
 
 
 def _mitm_cmd(work: Path, certs: Pki, proxy_port: int) -> list[str]:
@@ -211,6 +232,7 @@ def _median(samples: list[dict[str, float]]) -> dict[str, float]:
 
 def _table(results: dict[str, dict[str, float]]) -> str:
     direct, vault, mitm = results["direct"], results["paddock vault"], results["mitmdump"]
+    base = results.get(BASELINE)
     rows = [
         ("p50 latency, 1 conn (ms)", "p50_ms", "{:.3f}"),
         ("p99 latency, 1 conn (ms)", "p99_ms", "{:.3f}"),
@@ -219,11 +241,15 @@ def _table(results: dict[str, dict[str, float]]) -> str:
         ("SSE first event p50 (ms)", "sse_p50_ms", "{:.3f}"),
         ("SSE first event p99 (ms)", "sse_p99_ms", "{:.3f}"),
     ]
-    lines = [f"{'':28}{'direct':>12}{'paddock vault':>15}{'mitmdump':>12}{'vault/mitm':>12}"]
+    header = f"{'':28}{'direct':>12}{'paddock vault':>15}{'mitmdump':>12}{'vault/mitm':>12}"
+    lines = [header + (f"{BASELINE:>18}{'vault/base':>12}" if base else "")]
     for label, key, fmt in rows:
         cells = [fmt.format(r[key]) for r in (direct, vault, mitm)]
         ratio = vault[key] / mitm[key] if mitm[key] else float("nan")
-        lines.append(f"{label:28}{cells[0]:>12}{cells[1]:>15}{cells[2]:>12}{ratio:>11.2f}x")
+        line = f"{label:28}{cells[0]:>12}{cells[1]:>15}{cells[2]:>12}{ratio:>11.2f}x"
+        if base:
+            line += f"{fmt.format(base[key]):>18}{vault[key] / base[key]:>11.2f}x"
+        lines.append(line)
     added = vault["p50_ms"] - direct["p50_ms"]
     lines.append("")
     lines.append(f"added p50 over direct: vault {added:.3f} ms, mitmdump "
@@ -238,6 +264,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per hey run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--baseline", metavar="REF", help="also run the vault of this git ref")
     args = parser.parse_args()
     _tools()
     with tempfile.TemporaryDirectory(prefix="paddock-bench-") as tmp:
@@ -251,24 +278,35 @@ def main() -> None:
         conf.write_text(
             NGINX_CONF.format(dir=work, port=port, cert=cert, key=key, real=GITHUB_REAL)
         )
-        samples: dict[str, list[dict[str, float]]] = {n: [] for n in SETUPS}
         nginx = ["nginx", "-c", str(conf), "-e", str(work / "error.log")]
-        vault_port, mitm_port = _free_port(), _free_port()
+        vault_port, mitm_port, base_port = _free_port(), _free_port(), _free_port()
+        setups = dict(zip(SETUPS, (None, vault_port, mitm_port), strict=True))
         cmd, env = _vault_cmd(work, certs, port, vault_port)
-        with (
-            _running(nginx, port, "nginx"),
-            _running(cmd, vault_port, "paddock vault", env=env, stderr=subprocess.DEVNULL),
-            _running(_mitm_cmd(work, certs, mitm_port), mitm_port, "mitmdump"),
-        ):
-            # Rounds interleave the three set-ups, so that noise from other work on the machine
-            # falls on all of them; each cell is the median over the rounds.
+        with contextlib.ExitStack() as running:
+            running.enter_context(_running(nginx, port, "nginx"))
+            running.enter_context(
+                _running(cmd, vault_port, "paddock vault", env=env, stderr=subprocess.DEVNULL)
+            )
+            mitm = _mitm_cmd(work, certs, mitm_port)
+            running.enter_context(_running(mitm, mitm_port, "mitmdump"))
+            if args.baseline:
+                source = _export(args.baseline, work / "baseline")
+                cmd, env = _vault_cmd(work, certs, port, base_port, source)
+                running.enter_context(
+                    _running(cmd, base_port, BASELINE, env=env, stderr=subprocess.DEVNULL)
+                )
+                setups[BASELINE] = base_port
+            samples: dict[str, list[dict[str, float]]] = {n: [] for n in setups}
+            # Rounds interleave the set-ups, so that noise from other work on the machine falls
+            # on all of them; each cell is the median over the rounds.
             for _ in range(args.rounds):
-                for name, proxy in zip(SETUPS, (None, vault_port, mitm_port), strict=True):
+                for name, proxy in setups.items():
                     samples[name].append(_measure(port, proxy, args.seconds))
         results = {name: _median(s) for name, s in samples.items()}
     print(
         f"cores: {os.cpu_count()}, upstream nginx (TLS), medians of {args.rounds} interleaved "
         f"rounds, hey {args.seconds:g} s per cell"
+        + (f", baseline: the vault at {args.baseline}" if args.baseline else "")
     )
     print(_table(results))
 
