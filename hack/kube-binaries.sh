@@ -8,12 +8,13 @@
 # once per machine; a second run only prints the paths. Prints `export` lines for the env vars the
 # test fixture reads, so `eval "$(hack/kube-binaries.sh)"` wires them up.
 set -euo pipefail
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
-CACHE="${PADDOCK_CACHE:-$HOME/.cache/paddock}"
-BIN="$CACHE/bin"
+BIN="$PADDOCK_CACHE/bin"
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 
 log() { echo "kube-binaries: $*" >&2; }
@@ -24,12 +25,11 @@ etcd_out="$BIN/etcd-$ETCD_VERSION"
 helm_out="$BIN/helm-$HELM_VERSION"
 
 build_kube() {
-  local work="$CACHE/src/kube-$KUBE_VERSION"
+  local work="$PADDOCK_CACHE/src/kube-$KUBE_VERSION"
   mkdir -p "$work" "$kube_out"
   log "fetching k8s.io/kubernetes@$KUBE_VERSION"
   local kdir
-  kdir=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" \
-    | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  kdir=$(go_module_dir "k8s.io/kubernetes@$KUBE_VERSION")
   local staging="v0${KUBE_VERSION#v1}"  # v1.34.4 -> v0.34.4
   {
     echo "module paddock.dev/kube-build"
@@ -57,11 +57,11 @@ build_kube() {
   done
   log "building ${pkgs[*]##*/} $KUBE_VERSION (cold: ~10-25 min on 2 cores)"
   (cd "$work" && go build -mod=mod -trimpath -ldflags "$ld" -o "$kube_out.tmp/" "${pkgs[@]}")
-  mv "$kube_out.tmp"/* "$kube_out/" && rmdir "$kube_out.tmp"
+  publish "$kube_out.tmp" "$kube_out"
 }
 
 build_etcd() {
-  local work="$CACHE/src/etcd-$ETCD_VERSION"
+  local work="$PADDOCK_CACHE/src/etcd-$ETCD_VERSION"
   mkdir -p "$work" "$etcd_out"
   # etcd's own main module replaces its submodules with local paths; wrap etcdmain instead.
   cat >"$work/main.go" <<'GO'
@@ -81,7 +81,7 @@ GO
     "$godir" "$ETCD_VERSION" >"$work/go.mod"
   log "building etcd $ETCD_VERSION"
   (cd "$work" && go mod tidy >/dev/null && go build -trimpath -ldflags "-s -w" -o "$etcd_out.tmp/etcd" .)
-  mv "$etcd_out.tmp/etcd" "$etcd_out/etcd" && rmdir "$etcd_out.tmp"
+  publish "$etcd_out.tmp" "$etcd_out"
 }
 
 build_helm() {
@@ -94,14 +94,25 @@ build_helm() {
     ld="$ld -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
   done
   GOBIN="$helm_out.tmp" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  mv "$helm_out.tmp/helm" "$helm_out/helm" && rmdir "$helm_out.tmp"
+  publish "$helm_out.tmp" "$helm_out"
 }
 
+built() {
+  [ -x "$etcd_out/etcd" ] && [ -x "$helm_out/helm" ] || return 1
+  for b in "${KUBE_BINARIES[@]}"; do
+    [ -x "$kube_out/$b" ] || return 1
+  done
+}
+
+# One build at a time per machine (make dev beside make test would write the same .tmp
+# directories): a second caller waits, then finds what the first one built.
+built || take_lock "$BIN/kube-binaries.lock" "another hack/kube-binaries.sh"
 [ -x "$etcd_out/etcd" ] || build_etcd
 [ -x "$helm_out/helm" ] || build_helm
 for b in "${KUBE_BINARIES[@]}"; do
   [ -x "$kube_out/$b" ] || { build_kube; break; }
 done
+kube_module_dir=$(go_module_dir "k8s.io/kubernetes@$KUBE_VERSION")
 
 echo "export PADDOCK_ETCD=$etcd_out/etcd"
 echo "export PADDOCK_KUBE_APISERVER=$kube_out/kube-apiserver"
@@ -109,5 +120,5 @@ echo "export PADDOCK_KUBE_CONTROLLER_MANAGER=$kube_out/kube-controller-manager"
 echo "export PADDOCK_KUBECTL=$kube_out/kubectl"
 echo "export PADDOCK_KUBE_BIN=$kube_out"
 echo "export KUBE_VERSION=$KUBE_VERSION"
-echo "export KUBE_MODULE_DIR=$(cd /tmp && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
+echo "export KUBE_MODULE_DIR=$kube_module_dir"
 echo "export PADDOCK_HELM=$helm_out/helm"

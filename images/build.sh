@@ -21,10 +21,11 @@
 # hash matches is left alone, so a second run takes seconds. Prints a table of the images' sizes
 # (progress goes to stderr, the table to stdout).
 set -euo pipefail
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../hack/lib.sh"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGES_DIR="$REPO/images"
-CACHE="${PADDOCK_CACHE:-$HOME/.cache/paddock}"
 DEFAULT_BASE=paddock/debian:bookworm
 # Debian's client talks to Debian's daemon (a newer one in PATH defaults to buildx, absent here).
 DOCKER="${DOCKER:-$([ -x /usr/bin/docker ] && echo /usr/bin/docker || echo docker)}"
@@ -64,12 +65,11 @@ done
 [ ${#wanted[@]} -gt 0 ] || wanted=("${ALL_IMAGES[@]}")
 wants() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
 
-VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$REPO/charts/paddock/Chart.yaml")
+VERSION=$(chart_app_version "$REPO/charts/paddock/Chart.yaml")
 [ -n "$VERSION" ] || die "no appVersion in charts/paddock/Chart.yaml"
-mkdir -p "$CACHE/images/logs" "$CACHE/wheels"
+mkdir -p "$PADDOCK_CACHE/images/logs" "$PADDOCK_CACHE/wheels"
 # One build at a time per machine: a second caller waits, then finds the images up to date.
-exec 9>"$CACHE/images/build.lock"
-flock 9
+take_lock "$PADDOCK_CACHE/images/build.lock" "another images/build.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -123,9 +123,9 @@ build() {
   previous=$("$DOCKER" image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
   log "building $image"
   "$DOCKER" build --force-rm --file "$dockerfile" --build-arg "BASE=$base" "${labels[@]}" \
-    --tag "$image" "$@" "$context" >"$CACHE/images/logs/$name.log" 2>&1 || {
-    tail -30 "$CACHE/images/logs/$name.log" >&2
-    die "building $image failed (log: $CACHE/images/logs/$name.log)"
+    --tag "$image" "$@" "$context" >"$PADDOCK_CACHE/images/logs/$name.log" 2>&1 || {
+    tail -30 "$PADDOCK_CACHE/images/logs/$name.log" >&2
+    die "building $image failed (log: $PADDOCK_CACHE/images/logs/$name.log)"
   }
   # The image this one replaces, unless something still uses it: else every rebuild leaves one.
   if [ -n "$previous" ] && [ -z "$("$DOCKER" image inspect -f '{{.RepoTags}}' "$previous" 2>/dev/null | tr -d '[]')" ]; then
@@ -142,8 +142,8 @@ python_target() {
   local empty="$work/empty"
   mkdir -p "$empty"
   "$DOCKER" build --file "$IMAGES_DIR/paddock.Dockerfile" --build-arg "BASE=$base" \
-    --target runtime --iidfile "$work/runtime.iid" "$empty" >"$CACHE/images/logs/python.log" 2>&1 || {
-    tail -30 "$CACHE/images/logs/python.log" >&2
+    --target runtime --iidfile "$work/runtime.iid" "$empty" >"$PADDOCK_CACHE/images/logs/python.log" 2>&1 || {
+    tail -30 "$PADDOCK_CACHE/images/logs/python.log" >&2
     die "installing python3 in $base failed"
   }
   runtime=$(cat "$work/runtime.iid")
@@ -216,7 +216,7 @@ if wants operator || wants gateway || wants vault || wants harness || wants cni;
   if [ ${#pending[@]} -gt 0 ]; then
     python_target
     deps_key=$(cat "$REPO/pyproject.toml" "$work/constraints.txt" | sha)
-    deps="$CACHE/wheels/deps-$deps_key-cp$pyver-$machine-glibc$glibc"
+    deps="$PADDOCK_CACHE/wheels/deps-$deps_key-cp$pyver-$machine-glibc$glibc"
     [ -d "$deps" ] || wheelhouse "$deps" "$wheel" "$work/constraints.txt" "$pyver" "$glibc" "$machine"
     context="$work/python"
     mkdir -p "$context/paddock"

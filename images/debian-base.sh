@@ -6,11 +6,13 @@
 # The rootfs tarball is cached in $PADDOCK_CACHE/images (default ~/.cache/paddock), keyed by the
 # suite and the package list, so a second run only re-imports it when the image is missing.
 set -euo pipefail
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../hack/lib.sh"
 
 SUITE="${DEBIAN_SUITE:-bookworm}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 IMAGE="${1:-paddock/debian:$SUITE}"
-CACHE="${PADDOCK_CACHE:-$HOME/.cache/paddock}/images"
+CACHE="$PADDOCK_CACHE/images"
 DOCKER="${DOCKER:-docker}"
 # ca-certificates for apt over https mirrors and for the Python images' TLS.
 INCLUDE=ca-certificates

@@ -3,11 +3,13 @@
 # $PADDOCK_CACHE/bin, default ~/.cache/paddock): kind, CoreDNS (the version kubeadm $KUBE_VERSION
 # deploys) and the local-path-provisioner (kind's default StorageClass). Prints `export` lines.
 set -euo pipefail
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../hack/lib.sh"
 
 KIND_VERSION="${KIND_VERSION:-v0.31.0}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
 LOCAL_PATH_PROVISIONER_VERSION="${LOCAL_PATH_PROVISIONER_VERSION:-v0.0.30}"
-BIN="${PADDOCK_CACHE:-$HOME/.cache/paddock}/bin"
+BIN="$PADDOCK_CACHE/bin"
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 
 install() {  # name, version, package
@@ -15,7 +17,7 @@ install() {  # name, version, package
   if [ ! -x "$out/$1" ]; then
     echo "kind-tools: building $1 $2" >&2
     GOBIN="$out.tmp" go install -trimpath -ldflags "-s -w" "$3@$2"
-    mkdir -p "$out" && mv "$out.tmp/$1" "$out/$1" && rmdir "$out.tmp"
+    publish "$out.tmp" "$out"
   fi
   echo "$out/$1"
 }
@@ -24,8 +26,7 @@ kind=$(install kind "$KIND_VERSION" sigs.k8s.io/kind)
 coredns=$(install coredns "$COREDNS_VERSION" github.com/coredns/coredns)
 lpp=$(install local-path-provisioner "$LOCAL_PATH_PROVISIONER_VERSION" \
   github.com/rancher/local-path-provisioner)
-kind_dir=$(cd /tmp && go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" \
-  | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+kind_dir=$(go_module_dir "sigs.k8s.io/kind@$KIND_VERSION")
 
 echo "export PADDOCK_KIND=$kind"
 echo "export PADDOCK_COREDNS=$coredns"

@@ -9,6 +9,8 @@
 #   CLUSTER=paddock  NAMESPACE=default  RELEASE=paddock  SYSTEM_NAMESPACE=paddock-system
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=hack/lib.sh
+source hack/lib.sh
 
 CLUSTER="${CLUSTER:-paddock}"
 NAMESPACE="${NAMESPACE:-default}"
@@ -19,13 +21,7 @@ export PATH="/usr/bin:$PATH"  # Debian's docker client, which kind drives
 log() { printf '\033[1mdev:\033[0m %s\n' "$*" >&2; }
 
 # One at a time per cluster (make dev while the tests run): two would race on kind and helm.
-lock="${PADDOCK_CACHE:-$HOME/.cache/paddock}/kind-up-$CLUSTER.lock"
-mkdir -p "${lock%/*}"
-exec 9>"$lock"
-if ! flock -n 9; then
-  log "another kind/up.sh is working on cluster $CLUSTER: waiting for it"
-  flock 9
-fi
+take_lock "$PADDOCK_CACHE/kind-up-$CLUSTER.lock" "another kind/up.sh on cluster $CLUSTER"
 
 hack/docker.sh 9>&-  # it may start dockerd, which must not hold the lock
 eval "$(hack/kube-binaries.sh)"
@@ -38,9 +34,10 @@ log "node image"
 node_image=$(kind/build-node-image.sh)
 log "paddock's images"
 make --no-print-directory images >&2
+version=$(chart_app_version charts/paddock/Chart.yaml)
 images=()
 for name in operator gateway vault harness llama-server redis; do
-  images+=("paddock/$name:$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/paddock/Chart.yaml)")
+  images+=("paddock/$name:$version")
 done
 
 # The cluster is current when it runs this node image with this kind/cluster.yaml.

@@ -1,8 +1,10 @@
 """Ask a model server what it serves, and swap models in llama-server's router mode, over HTTP.
 
 Both engines answer OpenAI's `GET /v1/models`; llama-server's router adds a `status` to each entry
-and the `/models/load` and `/models/unload` routes, so the operator (or the runner) changes the
-served model with no restart of the server: the session using it goes on.
+and the `/models/load` and `/models/unload` routes, so a model can be changed with no restart of
+the server and the session using it goes on. The runner asks which model is loaded (`current`);
+`swap` is the change itself, which only tests and the models bench make so far (nothing in the
+operator reaches into a Pod's model server).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class ModelServerError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ServedModel:
+class OfferedModel:
     """One entry of `GET /v1/models`."""
 
     id: str
@@ -33,7 +35,7 @@ class ServedModel:
     """The last attempt to load it failed (router mode)."""
 
     @classmethod
-    def from_json(cls, entry: dict[str, Any]) -> ServedModel:
+    def from_json(cls, entry: dict[str, Any]) -> OfferedModel:
         """Read an entry; a server without a router reports no status and serves what it lists."""
         status = entry.get("status")
         if not isinstance(status, dict):
@@ -70,11 +72,11 @@ class ModelServer:
             return False
         return response.status_code == 200
 
-    async def models(self, reload: bool = False) -> list[ServedModel]:
+    async def models(self, reload: bool = False) -> list[OfferedModel]:
         """The models the server offers; `reload` rescans the router's models directory first."""
         response = await self._client.get("/v1/models", params={"reload": "1"} if reload else None)
         _raise_for(response, "list models")
-        return [ServedModel.from_json(entry) for entry in response.json().get("data", [])]
+        return [OfferedModel.from_json(entry) for entry in response.json().get("data", [])]
 
     async def current(self) -> str | None:
         """The loaded model, else the only one offered; None when that does not name one model."""

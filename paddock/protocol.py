@@ -17,15 +17,16 @@ answers 404 on its events and cancel routes: the gateway re-sends it. An event s
 without turn_end was interrupted (the runner is stopping, or died): the same applies.
 
 Each event goes out as one SSE message (see `sse_message`): `id:` is its seq and `data:` the
-RunnerEvent as JSON; lines starting with `:` are keep-alive comments.
+RunnerEvent as JSON; lines starting with `:` are keep-alive comments. paddock.sse reads them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from paddock.sse import format_event
 
 PROTOCOL_VERSION: Final = "v1"
 
@@ -102,17 +103,6 @@ class RunnerHealth(_Wire):
     busy_sessions: list[str] = Field(default_factory=list)
 
 
-def sse_message(event: RunnerEvent) -> str:
+def sse_message(event: RunnerEvent) -> bytes:
     """One event as a server-sent-events message: `id:` is the seq, `data:` the event's JSON."""
-    return f"id: {event.seq}\ndata: {event.model_dump_json()}\n\n"
-
-
-async def read_sse_events(lines: AsyncIterable[str]) -> AsyncIterator[RunnerEvent]:
-    """The RunnerEvents in an SSE stream, given its lines (as httpx's `aiter_lines` yields them)."""
-    data: list[str] = []
-    async for line in lines:
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-        elif not line and data:
-            yield RunnerEvent.model_validate_json("\n".join(data))
-            data = []
+    return format_event(event.model_dump_json(), id=str(event.seq))

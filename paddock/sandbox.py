@@ -32,8 +32,11 @@ VAULT_UID: Final = 1337
 
 RUNNER_PORT: Final = 7000
 """The runner's session protocol (HTTP + SSE), reached by the gateway."""
+RUNNER_PORT_NAME: Final = "runner"
 MODEL_PORT: Final = 8080
 """llama-server or vllm serve: OpenAI-compatible API, /health, /metrics."""
+MODEL_PORT_NAME: Final = "model"
+"""The names of the Pod's ports, which the Service's targetPorts and the probes refer to."""
 VAULT_PROXY_PORT: Final = 15001
 """Explicit proxy (HTTP_PROXY / HTTPS_PROXY, plain HTTP and CONNECT)."""
 VAULT_TRANSPARENT_PORT: Final = 15006

@@ -34,9 +34,9 @@ import httpx
 
 from paddock.models.tiny import write_tiny_llama
 from paddock.modelserver import ModelServer
-from paddock.protocol import Message, TurnRequest, read_sse_events
+from paddock.protocol import Message, TurnRequest
 from paddock_testing.llamaserver import LlamaServer, LlamaServerError, llama_server_binary
-from paddock_testing.runner import RunnerProcess, start_turn
+from paddock_testing.runner import RunnerProcess, runner_events, start_turn
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ("tiny-a", "tiny-b")
@@ -142,7 +142,7 @@ async def first_token_runner(http: httpx.AsyncClient, turn: int) -> float:
     await start_turn(http, request)
     elapsed = None
     async with http.stream("GET", f"/v1/turns/{request.turn_id}/events") as response:
-        async for event in read_sse_events(response.aiter_lines()):
+        async for event in runner_events(response):
             if event.type == "token" and elapsed is None:
                 elapsed = time.perf_counter() - start
     if elapsed is None:

@@ -31,13 +31,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from paddock import pki
 from paddock.api.agent import AgentSpec
-from paddock_operator import kube
+from paddock.kubeobj import Obj
+from paddock_operator.kube.paths import path_of
 from paddock_operator.names import AgentRef
 from paddock_operator.render import objects
 from paddock_operator.render.pod import pod as render_pod
@@ -46,7 +46,6 @@ from paddock_testing.agents import minimal_agent
 from paddock_testing.apiserver import ApiServer, ApiServerError, KubeBinaries
 
 REPO = Path(__file__).resolve().parents[2]
-Obj = dict[str, Any]
 
 
 def binaries() -> KubeBinaries:
@@ -213,7 +212,7 @@ def floor_groups(namespace: str, count: int, *, everything: bool) -> list[Group]
             ]
         for body in made:  # no Agent owns them: keep the garbage collector away
             body["metadata"].pop("ownerReferences", None)
-        groups.append((ref.name, ref.pod, [(kube.path_of(b).rsplit("/", 1)[0], b) for b in made]))
+        groups.append((ref.name, ref.pod, [(path_of(b).rsplit("/", 1)[0], b) for b in made]))
     return groups
 
 

@@ -7,7 +7,7 @@ import time
 from typing import Generic, TypeVar
 
 from paddock_gateway.errors import ForbiddenError, UnauthenticatedError
-from paddock_gateway.kube import KubeApi, User
+from paddock_gateway.kube import GatewayKubeClient, User
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -40,7 +40,7 @@ class TtlCache(Generic[K, V]):
 class Access:
     """Authenticate bearer tokens and authorize `connect` on Agents through the API server."""
 
-    def __init__(self, kube: KubeApi, cache_seconds: float, audiences: list[str]) -> None:
+    def __init__(self, kube: GatewayKubeClient, cache_seconds: float, audiences: list[str]) -> None:
         self.kube = kube
         self.audiences = audiences
         self._users: TtlCache[str, User] = TtlCache(cache_seconds)

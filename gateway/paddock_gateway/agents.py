@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from paddock.api.agent import AgentStatus
 from paddock_gateway.access import TtlCache
-from paddock_gateway.kube import KubeApi
+from paddock_gateway.kube import GatewayKubeClient
 
 
 def ready_endpoint(status: AgentStatus) -> str | None:
@@ -16,7 +16,7 @@ def ready_endpoint(status: AgentStatus) -> str | None:
 class Agents:
     """Reads Agents through the Kubernetes API; existence answers are cached briefly."""
 
-    def __init__(self, kube: KubeApi, cache_seconds: float) -> None:
+    def __init__(self, kube: GatewayKubeClient, cache_seconds: float) -> None:
         self.kube = kube
         self._known: TtlCache[tuple[str, str], bool] = TtlCache(cache_seconds)
 

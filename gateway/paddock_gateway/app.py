@@ -19,7 +19,7 @@ from paddock_gateway.access import Access
 from paddock_gateway.agents import Agents
 from paddock_gateway.driver import TurnDriver
 from paddock_gateway.errors import GatewayError, UnauthenticatedError
-from paddock_gateway.kube import KubeApi
+from paddock_gateway.kube import GatewayKubeClient
 from paddock_gateway.routes import events, health, messages, sessions
 from paddock_gateway.runner_client import RunnerPool
 from paddock_gateway.settings import GatewaySettings
@@ -45,13 +45,13 @@ def connect_redis(settings: GatewaySettings) -> Redis:
 
 
 def create_app(
-    settings: GatewaySettings, *, kube: KubeApi | None = None, redis: Redis | None = None
+    settings: GatewaySettings, *, kube: GatewayKubeClient | None = None, redis: Redis | None = None
 ) -> FastAPI:
     """The gateway; tests hand in their own Kubernetes client or Redis client."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        kube_api = kube or KubeApi.connect(
+        kube_api = kube or GatewayKubeClient.connect(
             settings.kube_url, settings.kube_token_file, settings.kube_ca_file
         )
         redis_client = redis or connect_redis(settings)
@@ -69,7 +69,7 @@ def create_app(
 
         supervisor = Supervisor(store, make_driver, settings.lease_seconds, settings.sweep_seconds)
         access = Access(kube_api, settings.auth_cache_seconds, settings.token_audiences)
-        app.state.gateway = Gateway(settings, store, access, agents, supervisor)
+        app.state.gateway = Gateway(settings, store, access, agents, runners, supervisor)
         supervisor.start()
         try:
             yield

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from paddock_gateway.sse import SseParser
+from paddock.sse import SseParser
 
 
 class ClientError(Exception):

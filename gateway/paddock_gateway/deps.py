@@ -47,7 +47,7 @@ SessionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]
 
 
 @dataclass(frozen=True)
-class AgentRef:
+class PermittedAgent:
     """An Agent the caller may `connect` to, and that exists."""
 
     namespace: str
@@ -56,11 +56,11 @@ class AgentRef:
 
 async def get_agent(
     namespace: Namespace, agent: AgentName, caller: Caller, gateway: GatewayState
-) -> AgentRef:
+) -> PermittedAgent:
     """Authorize `connect` on the Agent (403), then check that it exists (404)."""
     await gateway.access.authorize(caller, namespace, agent)
     await gateway.agents.check_exists(namespace, agent)
-    return AgentRef(namespace, agent)
+    return PermittedAgent(namespace, agent)
 
 
-AllowedAgent = Annotated[AgentRef, Depends(get_agent)]
+AllowedAgent = Annotated[PermittedAgent, Depends(get_agent)]

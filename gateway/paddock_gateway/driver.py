@@ -11,9 +11,25 @@ from paddock_gateway.agents import Agents
 from paddock_gateway.errors import AgentNotFoundError, UnavailableError
 from paddock_gateway.runner_client import RunnerClient, RunnerGoneError, RunnerPool
 from paddock_gateway.settings import GatewaySettings
-from paddock_gateway.store import LeaseLostError, SessionInfo, Store, Turn
+from paddock_gateway.store import LeaseLostError, SessionGoneError, SessionInfo, Store, Turn
 
 log = logging.getLogger(__name__)
+
+
+async def cancel_turn(
+    agents: Agents, runners: RunnerPool, namespace: str, agent: str, turn_id: str
+) -> None:
+    """Ask the Agent's runner to stop the turn (a deleted session's), if the Agent is Ready.
+
+    Best effort: when the runner cannot be told now, the session's driver tells it once it
+    finds the session gone.
+    """
+    try:
+        endpoint = await agents.endpoint(namespace, agent)
+    except (AgentNotFoundError, UnavailableError):
+        return
+    if endpoint:
+        await runners.get(endpoint).cancel(turn_id)
 
 
 @dataclass
@@ -47,6 +63,8 @@ class TurnDriver:
             done, _ = await asyncio.wait({drive, renew}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()
+        except SessionGoneError:
+            log.info("session %s: deleted, its turn stopped", self.session.id)
         except LeaseLostError:
             log.info("session %s: lease lost, another replica drives it", self.session.id)
         finally:
@@ -137,14 +155,25 @@ class TurnDriver:
             model=turn.model or self.session.model,
         )
         accepted = await runner.start(request)
+        try:
+            return await self._follow(runner, turn, progress, accepted.incarnation)
+        except SessionGoneError:
+            # The delete asked the runner to cancel too, but it may have come before this start.
+            await runner.cancel(turn.turn_id)
+            raise
+
+    async def _follow(
+        self, runner: RunnerClient, turn: Turn, progress: _Progress, incarnation: str
+    ) -> bool:
+        """Store the events of the turn the runner accepted; True once it ended."""
         if await self.store.begin_incarnation(
-            self.session.id, self.token, turn.turn_id, accepted.incarnation
+            self.session.id, self.token, turn.turn_id, incarnation
         ):
-            progress.incarnation, progress.seq = accepted.incarnation, 0
+            progress.incarnation, progress.seq = incarnation, 0
         if progress.restarting:
             progress.restarting = False
             await self.store.append(
-                self.session.id, "agent_ready", {"incarnation": accepted.incarnation},
+                self.session.id, "agent_ready", {"incarnation": incarnation},
                 token=self.token, state="running",
             )  # fmt: skip
         pump = asyncio.create_task(self._pump(runner, turn, progress))

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from paddock.sse import KEEPALIVE, format_event
 from paddock_gateway.errors import BadRequestError
-from paddock_gateway.sse import KEEPALIVE, format_event
 from paddock_gateway.store import SessionKeys, Store
 
 _CURSOR = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")

@@ -35,14 +35,14 @@ class _FileToken(httpx.Auth):
         yield request
 
 
-class KubeApi:
+class GatewayKubeClient:
     """TokenReview, SubjectAccessReview and reading Agents."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
 
     @classmethod
-    def connect(cls, url: str, token_file: Path, ca_file: Path | None) -> KubeApi:
+    def connect(cls, url: str, token_file: Path, ca_file: Path | None) -> GatewayKubeClient:
         """A client for `url` that authenticates with the token in `token_file`."""
         context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         client = httpx.AsyncClient(

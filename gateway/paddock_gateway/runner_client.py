@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from paddock.protocol import RunnerEvent, RunnerHealth, TurnAccepted, TurnRequest
-from paddock_gateway.sse import SseParser
+from paddock.sse import SseParser
 
 
 class RunnerGoneError(Exception):
@@ -54,10 +54,11 @@ class RunnerClient:
             raise RunnerGoneError(f"{what}: {error!r}") from error
         return response
 
-    async def cancel(self, turn_id: str) -> None:
-        """Ask the runner to end the turn (best effort)."""
+    async def cancel(self, turn_id: str, limit: float = 5.0) -> None:
+        """Ask the runner to end the turn (best effort: a runner that does not answer, or does
+        not know the turn, has nothing of it running)."""
         try:
-            await self.client.post(f"/v1/turns/{turn_id}/cancel")
+            await self.client.post(f"/v1/turns/{turn_id}/cancel", timeout=limit)
         except httpx.HTTPError:
             return
 

@@ -1,8 +1,8 @@
 """The Lua scripts that make each change to a session atomic in Redis.
 
-Every script gets the session's keys in the same order (see keys.SessionKeys.all):
+Every script gets the session's keys in the same order (see store.SessionKeys.all):
 
-    KEYS[1] meta     hash: namespace, agent, created, state, turns, and the turn in flight
+    KEYS[1] meta     hash: namespace, agent, created, state, turns, model, and the turn in flight
                      (turn, turn_item, inc, seq: the last runner event stored)
     KEYS[2] events   stream: the session's events; entry id = the clients' cursor
     KEYS[3] inbox    list: accepted messages waiting for their turn
@@ -102,6 +102,7 @@ BEGIN_INCARNATION: Final = (
     _PRELUDE
     + """
 if not holds(ARGV[1]) then return 'lease_lost' end
+if not alive() then return 'gone' end
 if redis.call('HGET', KEYS[1], 'turn') ~= ARGV[2] then return 'stale' end
 if redis.call('HGET', KEYS[1], 'inc') == ARGV[3] then return 'same' end
 redis.call('HSET', KEYS[1], 'inc', ARGV[3], 'seq', '0')
@@ -178,16 +179,18 @@ return id
 )
 
 # ARGV: grace seconds, maxlen, session id, end event
+# Returns the turn in flight ('' when none), which the runner should stop; false if already gone.
 DELETE: Final = (
     _PRELUDE
     + """
-if not alive() then return 0 end
+if not alive() then return false end
+local turn = redis.call('HGET', KEYS[1], 'turn') or ''
 redis.call('HSET', KEYS[1], 'state', 'deleted')
 redis.call('DEL', KEYS[3])
 redis.call('SREM', KEYS[8], ARGV[3])
 add(ARGV[2], 'end', ARGV[4])
 touch(ARGV[1])
-return 1
+return turn
 """
 )
 

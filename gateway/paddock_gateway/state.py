@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from paddock_gateway.access import Access
 from paddock_gateway.agents import Agents
+from paddock_gateway.runner_client import RunnerPool
 from paddock_gateway.settings import GatewaySettings
 from paddock_gateway.store import Store
 from paddock_gateway.supervisor import Supervisor
@@ -19,4 +20,5 @@ class Gateway:
     store: Store
     access: Access
     agents: Agents
+    runners: RunnerPool
     supervisor: Supervisor

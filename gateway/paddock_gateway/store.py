@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,6 +97,10 @@ class LeaseLostError(Exception):
     """Another replica now drives this session's turns (or the session is gone)."""
 
 
+class SessionGoneError(LeaseLostError):
+    """The session was deleted while this replica drove it: its turn should stop on the runner."""
+
+
 class Store:
     """Every read and write of session state; atomic where it matters (scripts.py)."""
 
@@ -179,12 +182,16 @@ class Store:
             await self.redis.srem(index, *expired)
         return sorted(found, key=lambda s: s.created)
 
-    async def delete(self, namespace: str, agent: str, session_id: str) -> None:
-        """End the session: streams see `end`, its keys expire after the grace period."""
+    async def delete(self, namespace: str, agent: str, session_id: str) -> str | None:
+        """End the session: streams see `end`, its keys expire after the grace period.
+
+        Returns the turn that was in flight (for the runner to stop), None when there was none.
+        """
         await self.get(namespace, agent, session_id)
         end = event_json("end", {"reason": "deleted"})
-        await self._run("DELETE", session_id, self.grace, self.max_events, session_id, end)
+        turn = await self._run("DELETE", session_id, self.grace, self.max_events, session_id, end)
         await self.redis.srem(agent_index(namespace, agent), session_id)
+        return str(turn) if turn else None
 
     async def locate(self, session_id: str) -> SessionInfo | None:
         """The session by id alone, for the replica that drives it."""
@@ -276,6 +283,8 @@ class Store:
     ) -> bool:
         """Record the runner incarnation that runs the turn; True when it is a new one."""
         verdict = await self._run("BEGIN_INCARNATION", session_id, token, turn_id, incarnation)
+        if verdict == "gone":
+            raise SessionGoneError(session_id)
         if verdict in ("lease_lost", "stale"):
             raise LeaseLostError(session_id)
         return bool(verdict == "new")
@@ -297,7 +306,9 @@ class Store:
                 message = Message.model_validate(event.data).model_dump_json(exclude_none=True)
             args += [event.seq, event.type, raw, message]
         verdict, _, last = await self._run("INGEST", session_id, *args)
-        if verdict in ("lease_lost", "gone", "stale"):
+        if verdict == "gone":
+            raise SessionGoneError(session_id)
+        if verdict in ("lease_lost", "stale"):
             raise LeaseLostError(session_id)
         return str(verdict), int(last)
 
@@ -319,21 +330,6 @@ class Store:
             event_json("error", {"message": reason}),
             json.dumps({"type": "turn_end", "turn_id": turn_id, "data": {"reason": "error"}}),
         )  # fmt: skip
-
-    # --- retention --------------------------------------------------------------------------
-
-    async def trim(
-        self, session_id: str, *, max_events: int | None = None, max_age: float | None = None
-    ) -> int:
-        """Drop old events by count or age now; returns how many went."""
-        key = SessionKeys(session_id).events
-        removed = 0
-        if max_events is not None:
-            removed += await self.redis.xtrim(key, maxlen=max_events, approximate=False)
-        if max_age is not None:
-            min_id = f"{int((time.time() - max_age) * 1000)}-0"
-            removed += await self.redis.xtrim(key, minid=min_id, approximate=False)
-        return removed
 
 
 def _info(session_id: str, meta: Mapping[Any, Any]) -> SessionInfo | None:

@@ -304,7 +304,7 @@ def cni_config(pod_cidr: str) -> dict[str, Any]:
 # --- the node: API reads, iptables and ipset writes ------------------------------------------
 
 
-class Kube:
+class KubeLister:
     """The few list calls this needs, with the Pod's service account (stdlib only)."""
 
     def __init__(self) -> None:
@@ -381,7 +381,7 @@ def apply(rules: Ruleset) -> None:
             run(["ipset", "destroy", name])
 
 
-def setup_node(kube: Kube, node_name: str, cni_dir: str) -> None:
+def setup_node(kube: KubeLister, node_name: str, cni_dir: str) -> None:
     """The CNI configuration for this node's podCIDR and routes to the other nodes' Pods."""
     nodes = kube.list("/api/v1/nodes")
     for node in nodes:
@@ -420,7 +420,7 @@ def main() -> int:
     pod_subnet = os.environ["POD_SUBNET"]
     cni_dir = os.environ.get("CNI_CONF_DIR", "/etc/cni/net.d")
     interval = float(os.environ.get("SYNC_SECONDS", "1"))
-    kube = Kube()
+    kube = KubeLister()
     last: tuple[Any, ...] | None = None
     while True:
         try:

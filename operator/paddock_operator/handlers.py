@@ -1,4 +1,4 @@
-"""kopf handlers: thin wiring from events to paddock_operator.reconcile.Reconciler."""
+"""kopf handlers: thin wiring from events to paddock_operator.scheduling.Scheduler."""
 
 from __future__ import annotations
 
@@ -10,19 +10,21 @@ from typing import Any
 import kopf
 
 from paddock.api import agent as api
-from paddock_operator.kube import SERVICE_ACCOUNT_TOKEN, Kube, KubeError
+from paddock_operator.kube.client import SERVICE_ACCOUNT_TOKEN, KubeClient
+from paddock_operator.kube.errors import KubeError
 from paddock_operator.names import AGENT_LABEL
 from paddock_operator.reconcile import Reconciler
 from paddock_operator.resync import resync_forever
+from paddock_operator.scheduling import Scheduler
 from paddock_operator.settings import OperatorSettings
 from paddock_operator.storage import NoDiffBase, NoProgress
 
 AGENTS = (api.GROUP, api.VERSION, api.PLURAL)
 
 
-def _reconciler(memo: kopf.Memo) -> Reconciler:
-    reconciler: Reconciler = memo["reconciler"]
-    return reconciler
+def _scheduler(memo: kopf.Memo) -> Scheduler:
+    scheduler: Scheduler = memo["scheduler"]
+    return scheduler
 
 
 def _credentials(settings: kopf.OperatorSettings) -> tuple[kopf.ConnectionInfo | None, Path | None]:
@@ -57,14 +59,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     info, token_file = _credentials(settings)
     if info is None:
         raise kopf.PermanentError("no in-cluster service account and no kubeconfig to log in with")
-    client = Kube.from_connection(
+    client = KubeClient.from_connection(
         info, in_flight=ours.api_requests_in_flight, token_file=token_file
     )
-    reconciler = Reconciler(client, ours)
-    memo["reconciler"] = reconciler
+    scheduler = Scheduler(Reconciler(client, ours))
+    memo["scheduler"] = scheduler
     namespaces = list(memo.get("namespaces", []))
     memo["resync"] = asyncio.create_task(
-        resync_forever(reconciler, namespaces, ours.resync_interval), name="paddock-resync"
+        resync_forever(scheduler, namespaces, ours.resync_interval), name="paddock-resync"
     )
 
 
@@ -73,9 +75,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close the API client."""
     if "resync" in memo:
         memo["resync"].cancel()
-    if "reconciler" in memo:
-        _reconciler(memo).close()
-        await _reconciler(memo).kube.aclose()
+    if "scheduler" in memo:
+        _scheduler(memo).close()
+        await _scheduler(memo).kube.aclose()
 
 
 @kopf.on.event(*AGENTS)
@@ -83,13 +85,13 @@ async def agent_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: A
     """An Agent appeared (type None: it was there when the operator started), changed or went.
 
     A low-level handler, not kopf's on.create/on.update: those store each handled spec in an
-    annotation, one more write per change. The reconciler takes on each generation once and
+    annotation, one more write per change. The scheduler takes on each generation once and
     retries on its own; the garbage collector removes what a deleted Agent owned.
     """
     if type == "DELETED":
-        _reconciler(memo).forget(dict(body))
+        _scheduler(memo).forget(dict(body))
     else:
-        await _reconciler(memo).agent_seen(dict(body))
+        await _scheduler(memo).agent_seen(dict(body))
 
 
 @kopf.index(*AGENTS)
@@ -117,6 +119,6 @@ async def pod_event(
     if agent is None or agent["metadata"]["uid"] != owners[0].get("uid"):
         return
     try:
-        await _reconciler(memo).observe_pod(agent, dict(body), deleted=type == "DELETED")
+        await _scheduler(memo).observe_pod(agent, dict(body), deleted=type == "DELETED")
     except KubeError as error:  # a status write failed; the Pod's next event or the resync redo it
         logger.warning("status of Agent %s/%s: %s", namespace, owners[0]["name"], error)

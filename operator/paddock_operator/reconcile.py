@@ -3,10 +3,8 @@
 Idempotent and non-blocking: every step checks before it acts. What has to wait on the API
 server's own progress (an old Pod still terminating) ends the reconcile: the Pod's deletion event
 starts the next one. What waits on the user (a missing Secret) raises kopf.TemporaryError, and
-attempt() tries again after its delay.
-
-Each Agent generation is taken on once (agent_seen): the operator writes nothing to the Agent but
-its status, so kopf's change-detection annotation (a second write per change) is not used.
+the scheduler (paddock_operator.scheduling) tries again after its delay. The scheduler also holds
+the Agent's lock around each call here: these steps never run twice at once for one Agent.
 """
 
 from __future__ import annotations
@@ -15,55 +13,26 @@ import asyncio
 import base64
 import itertools
 import json
-import logging
-import weakref
 from dataclasses import dataclass
-from typing import Any
 
 import kopf
 
 from paddock import pki, sandbox
 from paddock.api import agent as api
 from paddock.api.agent import AgentSpec
-from paddock_operator import kube, stubs
-from paddock_operator.kube import ConflictError, InvalidError, Kube, KubeError
+from paddock.kubeobj import Obj
+from paddock_operator import stubs
+from paddock_operator.kube.client import KubeClient
+from paddock_operator.kube.errors import ConflictError, InvalidError
+from paddock_operator.kube.paths import path
+from paddock_operator.kube.priority import urgent
+from paddock_operator.memory import Memory
 from paddock_operator.names import SPEC_HASH, AgentRef
 from paddock_operator.render import objects
 from paddock_operator.render.pod import pod as render_pod
 from paddock_operator.render.pod import spec_hash
 from paddock_operator.settings import OperatorSettings
 from paddock_operator.status import Observed, find_condition, status
-
-Obj = dict[str, Any]
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Written:
-    """The last status this operator wrote for an Agent, and the versions it made stale."""
-
-    status: Obj
-    """The whole status after the write."""
-    version: str
-    """The Agent's resourceVersion after the write."""
-    stale: list[str]
-    """resourceVersions of the Agent that predate the write (the newest few)."""
-
-
-STALE_VERSIONS = 8
-
-
-@dataclass
-class _Memory:
-    """What this operator remembers of one Agent; forgotten when the Agent goes."""
-
-    generation: int | None = None
-    """The generation taken on (reconciled, or being retried)."""
-    written: _Written | None = None
-    """Pod events read the Agent from kopf's index, which can still hold the version before the
-    last status write: without this, each such event would write the same status again."""
-    workspace_warning: tuple[int, str] | None = None
-    """(generation, message) of the last WorkspaceNotUpdated Warning, so a resync repeats none."""
 
 
 @dataclass(frozen=True)
@@ -84,131 +53,29 @@ def reported_problem(status: Obj) -> tuple[str, str] | None:
     return condition["reason"], condition.get("message", "")
 
 
-def agent_ref(body: Obj) -> AgentRef:
-    """Which Agent a body is."""
-    meta = body["metadata"]
-    return AgentRef(meta["name"], meta["namespace"], meta["uid"], meta.get("generation", 1))
+def agent_path(ref: AgentRef, subresource: str | None = None) -> str:
+    """The REST path of the Agent (or of its subresource)."""
+    return path(api.API_VERSION, api.PLURAL, ref.namespace, ref.name, subresource)
 
 
 class Reconciler:
-    """Reconciles Agents through one API client; one reconcile per Agent at a time."""
+    """The steps that bring one Agent's objects in line with its spec, through one API client."""
 
-    def __init__(self, client: Kube, settings: OperatorSettings) -> None:
+    def __init__(self, client: KubeClient, settings: OperatorSettings) -> None:
         self.kube = client
         self.settings = settings
-        # Weak: a lock lives while a reconcile holds or awaits it, not for every Agent ever seen.
-        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
-        self._memory: dict[tuple[str, str, str], _Memory] = {}
-        self._retries: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.memory = Memory()
         self._turns = itertools.count()  # reconciles in the order they start: their urgency rank
 
-    def _memory_of(self, ref: AgentRef) -> _Memory:
-        return self._memory.setdefault(ref.key, _Memory())
-
-    async def agent_seen(self, body: Obj) -> None:
-        """An Agent event (the first listing's included): take on each generation once.
-
-        Status and metadata changes (this operator's own status writes among them) come back as
-        events too; they change no generation and start nothing.
-        """
-        ref = agent_ref(body)
-        memory = self._memory_of(ref)
-        if body["metadata"].get("deletionTimestamp") or memory.generation == ref.generation:
-            return
-        memory.generation = ref.generation
-        await self.attempt(body)
-
-    async def attempt(self, body: Obj) -> None:
-        """Reconcile, and when that has to wait or fails, try again later on our own."""
-        ref = agent_ref(body)
-        try:
-            await self.reconcile(body)
-        except kopf.TemporaryError as error:
-            logger.info("Agent %s/%s waits: %s", ref.namespace, ref.name, error)
-            self._retry_later(ref, error.delay or self.settings.retry_delay)
-        except KubeError as error:
-            logger.warning("reconciling Agent %s/%s failed: %s", ref.namespace, ref.name, error)
-            self._retry_later(ref, self.settings.retry_delay)
-        except Exception:  # a bug, or a spec the API server let through: the others go on
-            logger.exception("reconciling Agent %s/%s failed", ref.namespace, ref.name)
-            self._retry_later(ref, self.settings.resync_interval)
-        else:
-            self._cancel_retry(ref.key)
-
-    def forget(self, body: Obj) -> None:
-        """The Agent is gone: drop what is remembered of it and any retry."""
-        key = agent_ref(body).key
-        self._cancel_retry(key)
-        self._memory.pop(key, None)
-
-    def close(self) -> None:
-        """Stop every pending retry."""
-        for handle in self._retries.values():
-            handle.cancel()
-        self._retries.clear()
-        for task in self._tasks:
-            task.cancel()
-
-    def _retry_later(self, ref: AgentRef, delay: float) -> None:
-        self._cancel_retry(ref.key)
-        loop = asyncio.get_running_loop()
-        self._retries[ref.key] = loop.call_later(delay, self._start_retry, ref)
-
-    def _cancel_retry(self, key: tuple[str, str, str]) -> None:
-        if handle := self._retries.pop(key, None):
-            handle.cancel()
-
-    def _start_retry(self, ref: AgentRef) -> None:
-        self._retries.pop(ref.key, None)
-        task = asyncio.create_task(self._retry(ref), name=f"retry {ref.namespace}/{ref.name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _retry(self, ref: AgentRef) -> None:
-        try:
-            fresh = await self.kube.get(self._agent_path(ref))
-        except KubeError as error:
-            logger.warning("reading Agent %s/%s failed: %s", ref.namespace, ref.name, error)
-            self._retry_later(ref, self.settings.retry_delay)
-            return
-        if fresh is None or fresh["metadata"]["uid"] != ref.uid:
-            return  # deleted meanwhile
-        await self.attempt(fresh)
-
-    def _lock(self, ref: AgentRef) -> asyncio.Lock:
-        key = (ref.namespace, ref.name)
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
-
-    async def reconcile(self, body: Obj) -> Obj:
-        """Bring one Agent's objects in line with its spec; return the status written."""
-        ref = agent_ref(body)
-        lock = self._lock(ref)
-        if lock.locked():  # another reconcile ran meanwhile: the body may be stale
-            async with lock:
-                fresh = await self.kube.get(self._agent_path(ref))
-                if fresh is None or fresh["metadata"]["uid"] != ref.uid:
-                    return {}  # deleted: the garbage collector takes the rest
-                return await self._reconcile(agent_ref(fresh), fresh)
-        async with lock:
-            return await self._reconcile(ref, body)
-
-    def _agent_path(self, ref: AgentRef, subresource: str | None = None) -> str:
-        return kube.path(api.API_VERSION, api.PLURAL, ref.namespace, ref.name, subresource)
-
-    async def _reconcile(self, ref: AgentRef, body: Obj) -> Obj:
+    async def reconcile(self, ref: AgentRef, body: Obj) -> Obj:
+        """Bring the Agent's objects in line with its spec; return the status written."""
         spec = AgentSpec.model_validate(body["spec"])
-        previous = self._status_of(ref, body)
+        previous = self.memory.status_of(ref, body)
         # The Pod first, its requests ahead of every other Agent's follow-ups: the kubelet waits
         # for the objects it names to appear. Only its NetworkPolicy comes before it, so that no
         # sandbox ever runs open. An Agent with no status yet is new: its CA Secret and Pod are
         # created straight away (a conflict falls back to reading). Earlier reconciles go first.
-        with kube.urgent(next(self._turns)):
+        with urgent(next(self._turns)):
             (ca, stub_values), problem, _ = await asyncio.gather(
                 self._ensure_ca(ref, spec, new=not previous),
                 self._check_credentials(ref, spec),
@@ -241,22 +108,15 @@ class Reconciler:
             raise kopf.TemporaryError(problem[1], delay=self.settings.retry_delay)
         return written
 
-    async def observe_pod(self, body: Obj, pod: Obj, *, deleted: bool) -> None:
-        """A sandbox Pod changed: refresh the status; a Pod that is gone or failed is replaced."""
-        if deleted or pod.get("status", {}).get("phase") == "Failed":
-            await self.attempt(body)
-            return
-        ref = agent_ref(body)
-        if pod["metadata"].get("deletionTimestamp"):
-            return  # its deletion event follows
-        async with self._lock(ref):
-            previous = self._status_of(ref, body)
-            problem = reported_problem(previous)
-            spec = AgentSpec.model_validate(body["spec"])
-            # The body may predate the last reconcile's status: leave restarts to reconciles.
-            await self._write_status(
-                ref, spec, pod, restarts=None, problem=problem, previous=previous, body=body
-            )
+    async def refresh_status(self, ref: AgentRef, body: Obj, pod: Obj) -> None:
+        """Write the status that the sandbox Pod, as it stands now, implies."""
+        previous = self.memory.status_of(ref, body)
+        problem = reported_problem(previous)
+        spec = AgentSpec.model_validate(body["spec"])
+        # The body may predate the last reconcile's status: leave restarts to reconciles.
+        await self._write_status(
+            ref, spec, pod, restarts=None, problem=problem, previous=previous, body=body
+        )
 
     async def _write_status(
         self,
@@ -290,35 +150,10 @@ class Reconciler:
         if restarts is None:
             del written["restarts"]
         if any(previous.get(k) != v for k, v in written.items()):
-            patched = await self.kube.patch(self._agent_path(ref, "status"), {"status": written})
-            memory = self._memory_of(ref)
-            known = memory.written
-            stale = [*known.stale, known.version] if known else []
-            if base := body["metadata"].get("resourceVersion"):
-                stale.append(base)
-            version = str(patched.get("metadata", {}).get("resourceVersion", ""))
-            memory.written = _Written(
-                status=patched.get("status") or {**previous, **written},
-                version=version,
-                stale=[v for v in stale if v != version][-STALE_VERSIONS:],
-            )
+            patched = await self.kube.patch(agent_path(ref, "status"), {"status": written})
+            full = patched.get("status") or {**previous, **written}
+            self.memory.of(ref).wrote_status(body, patched, full)
         return written
-
-    def _status_of(self, ref: AgentRef, body: Obj) -> Obj:
-        """The Agent's status: body's, unless body predates this operator's last status write."""
-        memory = self._memory.get(ref.key)
-        known = memory.written if memory else None
-        version = body["metadata"].get("resourceVersion")
-        if known is not None and version in known.stale:
-            return known.status
-        status: Obj = body.get("status") or {}
-        return status
-
-    def forget_all_but(self, agents: list[Obj]) -> None:
-        """Drop what is remembered of Agents not among these (the resync's complete list)."""
-        keep = {agent_ref(a).key for a in agents}
-        for key in [k for k in self._memory if k not in keep]:
-            del self._memory[key]
 
     async def _ensure_ca(
         self, ref: AgentRef, spec: AgentSpec, *, new: bool
@@ -328,8 +163,8 @@ class Reconciler:
         new: the Agent has no status yet, so its CA Secret most likely does not exist: create it
         without reading first.
         """
-        path = kube.path("v1", "secrets", ref.namespace, ref.ca_secret)
-        secret = None if new else await self.kube.get(path)
+        secret_path = path("v1", "secrets", ref.namespace, ref.ca_secret)
+        secret = None if new else await self.kube.get(secret_path)
         if secret is None:
             ca = pki.new_ca(f"paddock agent {ref.namespace}/{ref.name}")
             values = stubs.reconcile_stubs(spec, {})
@@ -337,7 +172,7 @@ class Reconciler:
                 await self.kube.create(objects.ca_secret(ref, ca, values))
                 return ca, values
             except ConflictError:  # made before (a reconcile cut short): keep that one
-                secret = await self.kube.get(path)
+                secret = await self.kube.get(secret_path)
             if secret is None:
                 raise kopf.TemporaryError("the CA Secret is being replaced", delay=0.5)
         data = {k: base64.b64decode(v) for k, v in secret.get("data", {}).items()}
@@ -354,7 +189,7 @@ class Reconciler:
         except InvalidError as error:  # e.g. shrinking, or a class that cannot expand
             # Once per generation: every resync would otherwise post it again.
             said = (ref.generation, error.message)
-            memory = self._memory_of(ref)
+            memory = self.memory.of(ref)
             if memory.workspace_warning != said:
                 memory.workspace_warning = said
                 await self.kube.event(
@@ -365,7 +200,7 @@ class Reconciler:
         """(reason, message) for the first credential whose Secret or key is missing."""
         names = sorted({c.secret_ref.name for c in spec.credentials})
         found = await asyncio.gather(
-            *(self.kube.get(kube.path("v1", "secrets", ref.namespace, name)) for name in names)
+            *(self.kube.get(path("v1", "secrets", ref.namespace, name)) for name in names)
         )
         secrets = dict(zip(names, found, strict=True))
         for credential in spec.credentials:
@@ -392,12 +227,12 @@ class Reconciler:
         previous: Obj,
         problem: tuple[str, str] | None,
     ) -> PodOutcome:
-        path = kube.path("v1", "pods", ref.namespace, ref.pod)
+        pod_path = path("v1", "pods", ref.namespace, ref.pod)
         restarts = int(previous.get("restarts", 0))
         wanted = not (spec.suspend or problem)
         # No Pod in the last status: most likely there is none now, so try to create it first.
         create_first = wanted and not previous.get("podName")
-        existing = None if create_first else await self.kube.get(path)
+        existing = None if create_first else await self.kube.get(pod_path)
         if existing is None and wanted:
             if previous.get("podName"):
                 restarts += 1  # it was there last time and nobody here removed it
@@ -405,7 +240,7 @@ class Reconciler:
             try:
                 created = await self.kube.create(desired)
             except ConflictError:  # only when create_first: restarts is as it was
-                existing = await self.kube.get(path)
+                existing = await self.kube.get(pod_path)
                 if existing is None:  # gone again in between: its deletion event brings us back
                     return PodOutcome(None, restarts)
             else:
@@ -420,7 +255,7 @@ class Reconciler:
         if why is None:
             return PodOutcome(existing, restarts)
         restarts += why == "PodFailed"
-        await self.kube.delete(path, uid=meta["uid"])
+        await self.kube.delete(pod_path, uid=meta["uid"])
         return PodOutcome(None, restarts, (("Normal", "PodDeleted", f"deleted {ref.pod}: {why}"),))
 
     def _replace_reason(self, existing: Obj, spec: AgentSpec) -> str | None:

@@ -10,35 +10,36 @@ import asyncio
 import logging
 
 from paddock.api import agent as api
-from paddock_operator import kube
-from paddock_operator.kube import KubeError
-from paddock_operator.reconcile import Reconciler
+from paddock.kubeobj import Obj
+from paddock_operator.kube.errors import KubeError
+from paddock_operator.kube.paths import path
+from paddock_operator.scheduling import Scheduler
 
 logger = logging.getLogger(__name__)
 
 
-async def resync_once(reconciler: Reconciler, namespaces: list[str], *, parallel: int = 8) -> int:
+async def resync_once(scheduler: Scheduler, namespaces: list[str], *, parallel: int = 8) -> int:
     """Reconcile every Agent in namespaces (all when empty) once; return how many were seen."""
-    paths = [kube.path(api.API_VERSION, api.PLURAL, ns) for ns in namespaces] or [
-        kube.path(api.API_VERSION, api.PLURAL)
+    collections = [path(api.API_VERSION, api.PLURAL, ns) for ns in namespaces] or [
+        path(api.API_VERSION, api.PLURAL)
     ]
-    agents = [agent for path in paths for agent in await reconciler.kube.list(path)]
-    reconciler.forget_all_but(agents)  # every Agent the operator watches: the rest are gone
+    agents = [agent for url in collections for agent in await scheduler.kube.list(url)]
+    scheduler.forget_all_but(agents)  # every Agent the operator watches: the rest are gone
     gate = asyncio.Semaphore(parallel)
 
-    async def one(body: kube.Obj) -> None:
+    async def one(body: Obj) -> None:
         async with gate:
-            await reconciler.attempt(body)  # what has to wait is retried by the reconciler
+            await scheduler.attempt(body)  # what has to wait is retried by the scheduler
 
     await asyncio.gather(*(one(a) for a in agents))
     return len(agents)
 
 
-async def resync_forever(reconciler: Reconciler, namespaces: list[str], interval: float) -> None:
+async def resync_forever(scheduler: Scheduler, namespaces: list[str], interval: float) -> None:
     """Resync every interval seconds until cancelled."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await resync_once(reconciler, namespaces)
+            await resync_once(scheduler, namespaces)
         except KubeError as error:  # the API server is unwell: try again next round
             logger.warning("resync failed: %s", error)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from paddock import sandbox
-
-Obj = dict[str, Any]
+from paddock.kubeobj import Obj
 
 
 @dataclass(frozen=True)

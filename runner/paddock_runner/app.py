@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.responses import StreamingResponse
 
 from paddock.protocol import RunnerHealth, TurnAccepted, TurnRequest, sse_message
+from paddock.sse import KEEPALIVE
 from paddock_runner.turns import SessionBusyError, TurnLog, Turns
 
 KEEPALIVE_S = 15.0
@@ -58,9 +59,9 @@ async def turn_events(
     """The turn's events after seq `after`, as SSE, ending after turn_end."""
     turn = _known(turns, turn_id)
 
-    async def stream() -> AsyncIterator[str]:
+    async def stream() -> AsyncIterator[bytes]:
         async for event in turn.follow(after, idle_s=KEEPALIVE_S):
-            yield ": keep-alive\n\n" if event is None else sse_message(event)
+            yield KEEPALIVE if event is None else sse_message(event)
 
     return StreamingResponse(
         stream(),

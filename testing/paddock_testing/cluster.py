@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
+from paddock.kubeobj import Obj
 from paddock_testing.apiserver import ApiServer, ApiServerError
 from paddock_testing.wait import wait_for
 
 __all__ = ["Cluster", "wait_for"]
-
-Obj = dict[str, Any]
 
 
 class Cluster:

@@ -14,8 +14,9 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from paddock.kubeobj import Obj
 from paddock_testing.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +27,6 @@ EXAMPLE_NAMESPACE = "default"
 EXAMPLE_AGENT = "coder"
 
 T = TypeVar("T")
-Obj = dict[str, Any]
 
 
 def wait_until(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 
-from paddock.protocol import RunnerEvent, RunnerHealth, TurnAccepted, TurnRequest, read_sse_events
+from paddock.protocol import RunnerEvent, RunnerHealth, TurnAccepted, TurnRequest
+from paddock.sse import SseParser
 from paddock_testing.processes import HttpProcess, ProcessError
 
 
@@ -47,11 +49,19 @@ async def turn_events(client: httpx.AsyncClient, turn_id: str, after: int = 0) -
         if response.status_code != 200:
             await response.aread()
             raise RunnerError(f"events refused: HTTP {response.status_code}: {response.text}")
-        async for event in read_sse_events(response.aiter_lines()):
+        async for event in runner_events(response):
             events.append(event)
     if not events or events[-1].type != "turn_end":
         raise RunnerError(f"the event stream of {turn_id} ended without turn_end")
     return events
+
+
+async def runner_events(response: httpx.Response) -> AsyncIterator[RunnerEvent]:
+    """The RunnerEvents of an open event stream, as they arrive."""
+    parser = SseParser()
+    async for chunk in response.aiter_raw():
+        for message in parser.feed(chunk):
+            yield RunnerEvent.model_validate_json(message.data)
 
 
 async def run_turn(client: httpx.AsyncClient, request: TurnRequest) -> list[RunnerEvent]:

@@ -26,7 +26,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from paddock.protocol import EventType, RunnerEvent, RunnerHealth, TurnAccepted, TurnRequest
+from paddock.protocol import (
+    EventType,
+    RunnerEvent,
+    RunnerHealth,
+    TurnAccepted,
+    TurnRequest,
+    sse_message,
+)
 
 _BATCH = 500
 
@@ -118,7 +125,7 @@ class ScriptedRunner:
             type=kind,
             data=data,
         )
-        turn.events.append(f"id: {seq}\ndata: {event.model_dump_json()}\n\n".encode())
+        turn.events.append(sse_message(event))
         turn.changed.set()
 
     async def _play(self, turn: _Turn) -> None:

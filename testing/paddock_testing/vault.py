@@ -25,6 +25,7 @@ import uvicorn
 from paddock import pki
 from paddock_vault.app import Vault
 from paddock_vault.netguard import IPAddress
+from paddock_vault.settings import VaultSettings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -334,6 +335,30 @@ class Dials:
         if not ipaddress.ip_address(host).is_loopback:
             raise AssertionError(f"the vault tried to connect to {host}")
         return await asyncio.open_connection(host, port, **kwargs)
+
+
+def vault_for_tests(
+    certs: Pki,
+    config_file: Path,
+    *,
+    ports: list[int],
+    resolver: Resolver,
+    dialer: Dials,
+    **settings: Any,
+) -> Vault:
+    """A vault on loopback ports of its own choosing that may reach 127.0.0.1 (only) on ports."""
+    base: dict[str, Any] = {
+        "config_file": config_file,
+        "listen_hosts": ["127.0.0.1"],
+        "proxy_port": 0,
+        "transparent_port": None,
+        "admin_host": "127.0.0.1",
+        "admin_port": 0,
+        "allowed_ports": ports,
+        "upstream_ca_files": [certs.public_ca_file],
+        "unsafe_allow_cidrs": ["127.0.0.1/32"],
+    }
+    return Vault(VaultSettings(**(base | settings)), resolver=resolver, dialer=dialer)
 
 
 @dataclass

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
+from paddock.kubeobj import Obj
 from paddock_testing.apiserver import ApiServer, ApiServerError
 from paddock_testing.wait import wait_for
 
 pytestmark = pytest.mark.apiserver
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-Obj = dict[str, Any]
 
 
 def load_agent(name: str) -> Obj:

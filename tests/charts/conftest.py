@@ -7,14 +7,13 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "paddock"
+from paddock.kubeobj import Obj
 
-Obj = dict[str, Any]
+CHART = Path(__file__).resolve().parents[2] / "charts" / "paddock"
 
 
 class HelmError(Exception):

@@ -8,18 +8,17 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
+from paddock.kubeobj import Obj
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.apiserver
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "paddock"
-Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)

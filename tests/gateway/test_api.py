@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -17,11 +18,13 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from paddock.sse import SseParser
 from paddock_gateway.client import GatewayClient
-from paddock_gateway.sse import SseParser
 from paddock_gateway.store import SessionKeys
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.redis import RedisServer
+from paddock_testing.runner import RunnerProcess
+from paddock_testing.wait import wait_for
 
 pytestmark = pytest.mark.apiserver
 
@@ -215,6 +218,45 @@ async def test_delete_ends_open_streams_and_the_session(
     assert (await http.get(session_url, headers=auth)).status_code == 404
 
 
+# A command-line harness that prints its pid, then works without a word (exec: the pid is sleep's).
+SILENT_WORK = ["sh", "-c", "echo $$; exec sleep 300"]
+
+
+@pytest.mark.asyncio
+async def test_delete_stops_the_running_turn_on_the_runner(
+    world: World, http: httpx.AsyncClient, agents_in: Any, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    env = {
+        "PADDOCK_RUNNER_HARNESS": "command",
+        "PADDOCK_RUNNER_WORKSPACE": str(workspace),
+        "PADDOCK_RUNNER_COMMAND": json.dumps(SILENT_WORK),
+    }
+    runner = RunnerProcess(env, tmp_path / "runner")
+    runner.start()
+    try:
+        agents_in(world.namespace).create("silent", runner.url)
+        auth = bearer(world.admin)
+        created = await http.post(sessions(world, "silent"), headers=auth)
+        url = f"{sessions(world, 'silent')}/{created.json()['id']}"
+        message = {"id": "m1", "content": "work quietly"}
+        assert (await http.post(f"{url}/messages", json=message, headers=auth)).status_code == 202
+        events = await read_until(http, url, auth, "output", data=True)
+        pid = int(events[-1]["data"]["data"]["text"])
+
+        assert (await http.delete(url, headers=auth)).status_code == 204
+
+        def stopped() -> bool:
+            busy = httpx.get(f"{runner.url}/healthz").json()["busy_sessions"]
+            return not busy and gone(pid)
+
+        # The command would have run for five minutes: nothing of it is left.
+        wait_for(stopped, "the deleted session's turn to stop on the runner", timeout=15)
+    finally:
+        runner.stop()
+
+
 @pytest.mark.asyncio
 async def test_cursor_trimmed_away_gets_reset(
     world: World, http: httpx.AsyncClient, session_url: str, redis_server: RedisServer
@@ -247,6 +289,14 @@ async def test_cursor_trimmed_away_gets_reset(
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 async def sse_events(stream: httpx.Response) -> AsyncIterator[Any]:

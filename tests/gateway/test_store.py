@@ -10,7 +10,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from paddock.protocol import RunnerEvent
-from paddock_gateway.store import LeaseLostError, SessionKeys, Store, Turn
+from paddock_gateway.store import LeaseLostError, SessionGoneError, SessionKeys, Store, Turn
 from paddock_testing.redis import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -119,6 +119,22 @@ async def test_events_of_a_replaced_incarnation_are_refused(redis: Redis) -> Non
     with pytest.raises(LeaseLostError):
         await store.ingest(
             session_id, token, turn, "inc-1", runner_events(turn.turn_id, "inc-1", range(3, 4))
+        )
+
+
+@pytest.mark.asyncio
+async def test_delete_names_the_turn_to_stop_and_fences_its_driver(redis: Redis) -> None:
+    store = store_on(redis)
+    idle = await store.create("ns", "agent", None)
+    assert await store.delete("ns", "agent", idle.id) is None
+    session_id, token, turn = await started_turn(store)
+    assert await store.delete("ns", "agent", session_id) == turn.turn_id
+    # A driver that started the turn on a runner just now learns the session is gone.
+    with pytest.raises(SessionGoneError):
+        await store.begin_incarnation(session_id, token, turn.turn_id, "inc-1")
+    with pytest.raises(SessionGoneError):
+        await store.ingest(
+            session_id, token, turn, "inc-1", runner_events(turn.turn_id, "inc-1", range(1, 2))
         )
 
 

@@ -28,7 +28,7 @@ import yaml
 from paddock import pki, sandbox
 from paddock.api.agent import AgentSpec
 from paddock.models.tiny import write_tiny_llama
-from paddock_operator.render.model import model_container, model_mounts
+from paddock_operator.render.model import model_server
 from paddock_operator.render.objects import AGENT_CA_FILE
 from paddock_operator.render.pod import AGENT_CA_DIR, egress_init_container
 from paddock_operator.settings import OperatorSettings
@@ -259,7 +259,9 @@ def test_llama_server_serves_a_tiny_model_as_the_pod_runs_it(
     images: Images, tmp_path: Path
 ) -> None:
     spec = AgentSpec.model_validate(minimal_agent("coder")["spec"])
-    server, _ = model_container(spec.model, OperatorSettings(), model_mounts(spec.model))
+    parts = model_server(spec.model, OperatorSettings())
+    assert parts is not None
+    server = parts.container
     assert server["image"] == images["llama-server"]
     # `docker run` with no arguments gives the same server.
     config = inspect(images["llama-server"])["Config"]
@@ -299,7 +301,9 @@ def test_llama_server_runs_on_cpus_without_avx512(images: Images, tmp_path: Path
     it: a node without AVX-512 would stop it with an illegal instruction."""
     assert shutil.which("objdump"), "objdump (binutils) reads the binary's instructions"
     spec = AgentSpec.model_validate(minimal_agent("coder")["spec"])
-    server, _ = model_container(spec.model, OperatorSettings(), model_mounts(spec.model))
+    parts = model_server(spec.model, OperatorSettings())
+    assert parts is not None
+    server = parts.container
     found = docker(
         "run", "--rm", "--entrypoint", "sh", images["llama-server"],
         "-c", f"command -v {server['command'][0]}",

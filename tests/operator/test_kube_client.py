@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from paddock_operator.kube import Kube, KubeError, UnavailableError
+from paddock_operator.kube.client import KubeClient
+from paddock_operator.kube.errors import KubeError, UnavailableError
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.proc import free_port
 
@@ -18,8 +19,8 @@ async def test_a_rotated_service_account_token_is_picked_up(
 ) -> None:
     token = tmp_path / "token"
     token.write_text("not-a-token-the-api-server-knows\n")
-    kube = Kube(apiserver.url, ssl_context=apiserver.ssl_context(), headers={}, token_file=token,
-                token_max_age=0)  # fmt: skip
+    kube = KubeClient(apiserver.url, ssl_context=apiserver.ssl_context(), headers={},
+                      token_file=token, token_max_age=0)  # fmt: skip
     try:
         with pytest.raises(KubeError) as refused:
             await kube.list("/api/v1/namespaces")
@@ -33,7 +34,7 @@ async def test_a_rotated_service_account_token_is_picked_up(
 
 async def test_no_answer_is_an_unavailable_error_not_a_crash(apiserver: ApiServer) -> None:
     gone = f"https://127.0.0.1:{free_port()}"  # nothing listens there
-    kube = Kube(gone, ssl_context=apiserver.ssl_context(), headers=apiserver.admin_headers)
+    kube = KubeClient(gone, ssl_context=apiserver.ssl_context(), headers=apiserver.admin_headers)
     try:
         with pytest.raises(UnavailableError) as failed:
             await kube.get("/api/v1/namespaces/default")

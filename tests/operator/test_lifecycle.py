@@ -6,20 +6,19 @@ import base64
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from kopf.testing import KopfRunner
 
 from paddock import sandbox
+from paddock.kubeobj import Obj
 from paddock_testing.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.apiserver
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-Obj = dict[str, Any]
 ENGINES = {
     "llamacpp": "llamacpp-agent.yaml",
     "vllm": "vllm-agent.yaml",

@@ -6,13 +6,12 @@ import asyncio
 
 import pytest
 
-from paddock_operator import kube
-from paddock_operator.kube import NORMAL, URGENT, PriorityGate
+from paddock_operator.kube.priority import NORMAL, URGENT, Priority, PriorityGate, current, urgent
 
 pytestmark = pytest.mark.asyncio
 
 
-async def admission_order(requests: list[tuple[str, kube.Priority]]) -> list[str]:
+async def admission_order(requests: list[tuple[str, Priority]]) -> list[str]:
     """The order in which requests, all waiting on a gate with its one place held, get in."""
     gate = PriorityGate(1)
     admitted: list[str] = []
@@ -22,7 +21,7 @@ async def admission_order(requests: list[tuple[str, kube.Priority]]) -> list[str
         async with gate.slot((NORMAL, 0)):
             await release.wait()
 
-    async def one(name: str, priority: kube.Priority) -> None:
+    async def one(name: str, priority: Priority) -> None:
         async with gate.slot(priority):
             admitted.append(name)
 
@@ -45,7 +44,7 @@ async def test_never_more_than_the_limit_in_flight() -> None:
     gate = PriorityGate(3)
     inside = peak = 0
 
-    async def one(priority: kube.Priority) -> None:
+    async def one(priority: Priority) -> None:
         nonlocal inside, peak
         async with gate.slot(priority):
             inside += 1
@@ -83,9 +82,9 @@ async def test_a_cancelled_waiter_does_not_lose_a_place() -> None:
 
 async def test_among_urgent_requests_a_lower_rank_goes_first() -> None:
     """The first Agent's Pod goes before later Agents' first requests (arrival rank)."""
-    with kube.urgent(3):  # what the client reads from the context for each request
-        assert kube._priority.get() == (URGENT, 3)
-    assert kube._priority.get() == (NORMAL, 0)
+    with urgent(3):  # what the client reads from the context for each request
+        assert current() == (URGENT, 3)
+    assert current() == (NORMAL, 0)
     ranks = [("secret-3", 3), ("secret-2", 2), ("pod-1", 1), ("status-0", None), ("secret-4", 4)]
     requests = [(name, (NORMAL, 0) if r is None else (URGENT, r)) for name, r in ranks]
     assert await admission_order(requests) == [

@@ -165,6 +165,41 @@ def test_vllm_gets_gpus_shared_memory_and_its_flags() -> None:
     assert any(m["mountPath"] == "/dev/shm" for m in model["volumeMounts"])  # noqa: S108
 
 
+@pytest.mark.parametrize("example", ["llamacpp-agent.yaml", "vllm-agent.yaml"])
+def test_the_service_reaches_the_pods_ports_by_the_names_it_targets(example: str) -> None:
+    spec = spec_of(example)
+    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+    named = {
+        port["name"]: port["containerPort"]
+        for c in body["spec"]["containers"]
+        for port in c.get("ports", [])
+    }
+    targets = {p["targetPort"]: p["port"] for p in objects.service(REF)["spec"]["ports"]}
+    assert targets == {"runner": sandbox.RUNNER_PORT, "model": sandbox.MODEL_PORT}
+    assert {name: named.get(name) for name in targets} == targets
+
+
+@pytest.mark.parametrize("example", ["llamacpp-agent.yaml", "vllm-agent.yaml"])
+def test_the_model_server_is_probed_on_health_at_the_model_port(example: str) -> None:
+    spec = spec_of(example)
+    model = container(pod(REF, spec, SETTINGS, {"GITHUB_TOKEN": "s"}), sandbox.MODEL_CONTAINER)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert model[probe]["httpGet"] == {"path": "/health", "port": sandbox.MODEL_PORT}
+
+
+def test_model_resources_are_the_agents_plus_its_gpus_as_limits() -> None:
+    def resources(example: str, **model: Any) -> Any:
+        spec = spec_of(example)
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update=model)})
+        body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+        return container(body, sandbox.MODEL_CONTAINER)["resources"]
+
+    assert resources("llamacpp-agent.yaml") == {"requests": {"cpu": "500m", "memory": "512Mi"}}
+    on_gpus = resources("llamacpp-agent.yaml", gpus=2, gpu_resource_name="amd.com/gpu")
+    assert on_gpus["limits"] == {"amd.com/gpu": "2"}
+    assert resources("vllm-agent.yaml")["limits"] == {"memory": "32Gi", "nvidia.com/gpu": "1"}
+
+
 def test_external_engine_runs_no_model_server_and_points_at_the_endpoint() -> None:
     spec = spec_of("external-agent.yaml")
     body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paddock.protocol import Message, RunnerEvent, TurnRequest, read_sse_events
-from paddock_testing.runner import RunnerProcess, run_turn, start_turn, turn_events
+from paddock.protocol import Message, RunnerEvent, TurnRequest
+from paddock_testing.runner import RunnerProcess, run_turn, runner_events, start_turn, turn_events
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def client(runner: RunnerProcess) -> httpx.AsyncClient:
 async def first_output(http: httpx.AsyncClient, turn_id: str) -> RunnerEvent:
     """Wait for the turn's first output line."""
     async with http.stream("GET", f"/v1/turns/{turn_id}/events") as response:
-        async for event in read_sse_events(response.aiter_lines()):
+        async for event in runner_events(response):
             if event.type == "output":
                 return event
     raise AssertionError(f"{turn_id} ended without output")
@@ -142,7 +142,7 @@ async def test_sigterm_interrupts_open_streams_and_stops_the_command(
     async with client(runner) as http:
         await start_turn(http, turn("term", "term-1", "take your time"))
         async with http.stream("GET", "/v1/turns/term-1/events") as response:
-            async for event in read_sse_events(response.aiter_lines()):
+            async for event in runner_events(response):
                 seen.append(event)
                 runner.stop()  # SIGTERM, as the kubelet sends, and wait for the exit
 

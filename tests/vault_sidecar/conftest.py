@@ -21,9 +21,9 @@ from paddock_testing.vault import (
     StartVault,
     Upstream,
     serve,
+    vault_for_tests,
 )
 from paddock_vault.app import Vault
-from paddock_vault.settings import VaultSettings
 
 
 @pytest.fixture(scope="session")
@@ -49,21 +49,12 @@ async def start_vault(certs: Pki, tmp_path: Path) -> AsyncIterator[StartVault]:
         *, ports: list[int], resolver: Resolver | None = None, **settings: Any
     ) -> RunningVault:
         config_file = certs.write_config(tmp_path / "vault")
-        base: dict[str, Any] = {
-            "config_file": config_file,
-            "listen_hosts": ["127.0.0.1"],
-            "proxy_port": 0,
-            "transparent_port": None,
-            "admin_host": "127.0.0.1",
-            "admin_port": 0,
-            "allowed_ports": ports,
-            "upstream_ca_files": [certs.public_ca_file],
-            "unsafe_allow_cidrs": ["127.0.0.1/32"],
-            "reload_interval": 0.05,
-        }
         resolver = resolver or Resolver()
         dials = Dials()
-        vault = Vault(VaultSettings(**(base | settings)), resolver=resolver, dialer=dials)
+        settings = {"reload_interval": 0.05} | settings
+        vault = vault_for_tests(
+            certs, config_file, ports=ports, resolver=resolver, dialer=dials, **settings
+        )
         await vault.start()
         running.append(vault)
         return RunningVault(vault, resolver, dials, config_file, certs)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import socket
 import ssl
-import threading
 import urllib.parse
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paddock import pki
+from paddock_testing.background import background
 from paddock_testing.vault import (
     GITHUB_REAL,
     GITHUB_STUB,
@@ -26,9 +25,13 @@ from paddock_testing.vault import (
     OTHER_STUB,
     QUERY_REAL,
     QUERY_STUB,
+    UPSTREAM_NAMES,
+    Dials,
     Pki,
+    Resolver,
     Upstream,
     serve,
+    vault_for_tests,
 )
 from paddock_vault import clienthello, framing, swap
 from paddock_vault.config import Credential, Policy
@@ -179,60 +182,33 @@ def test_head_check_never_crashes(data: bytes) -> None:
 
 @dataclass
 class Live:
-    loop: asyncio.AbstractEventLoop
     upstream: Upstream
     proxy_port: int
     agent_ca: Path
 
-    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+@contextlib.asynccontextmanager
+async def _vault_and_upstream(certs: Pki, work: Path) -> AsyncIterator[Live]:
+    cert, key = certs.server_files(UPSTREAM_NAMES)
+    async with serve(Upstream(), cert, key) as upstream:
+        vault = vault_for_tests(
+            certs,
+            certs.write_config(work),
+            ports=[upstream.port],
+            resolver=Resolver(),
+            dialer=Dials(),
+        )
+        async with vault:
+            yield Live(upstream, vault.address("proxy")[1], certs.agent_ca_file)
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """A vault and an upstream server running on an event loop in another thread."""
-    from paddock_testing.vault import UPSTREAM_NAMES, Dials, Resolver  # noqa: PLC0415
-    from paddock_vault.app import Vault  # noqa: PLC0415
-    from paddock_vault.settings import VaultSettings  # noqa: PLC0415
-
     work = tmp_path_factory.mktemp("fuzz")
     certs = Pki.create(work)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    stop = asyncio.Event()
-    ready: asyncio.Future[Live] = loop.create_future()
-
-    async def main() -> None:
-        cert, key = certs.server_files(UPSTREAM_NAMES)
-        async with serve(Upstream(), cert, key) as upstream:
-            vault = Vault(
-                VaultSettings(
-                    config_file=certs.write_config(work), listen_hosts=["127.0.0.1"],
-                    proxy_port=0, transparent_port=None, admin_host="127.0.0.1", admin_port=0,
-                    allowed_ports=[upstream.port], upstream_ca_files=[certs.public_ca_file],
-                    unsafe_allow_cidrs=["127.0.0.1/32"],
-                ),  # type: ignore[arg-type]
-                resolver=Resolver(),
-                dialer=Dials(),
-            )  # fmt: skip
-            async with vault:
-                ready.set_result(
-                    Live(loop, upstream, vault.address("proxy")[1], certs.agent_ca_file)
-                )
-                await stop.wait()
-
-    task = asyncio.run_coroutine_threadsafe(main(), loop)
-    try:
-        yield asyncio.run_coroutine_threadsafe(
-            asyncio.wait_for(asyncio.shield(ready), 20), loop
-        ).result(30)
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        task.result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with background(lambda: _vault_and_upstream(certs, work)) as running:
+        yield running.value
 
 
 def _request(live: Live, host: str, head: bytes, chunks: list[bytes]) -> bytes:

@@ -220,12 +220,9 @@ async def relay(
     keep = keep and not agent.pipelined()
     if not keep:
         headers.append((b"Connection", b"close"))
-    reason = swap.scrub_field(policy, masker, head.reason) or _phrase(head.status)
-    fields = [
-        (swap.scrub_field(policy, masker, n), swap.scrub_field(policy, masker, v))
-        for n, v in headers
-    ]
-    response_head = h1.response_head(head.status, reason, fields)
+    # Names, values and the reason phrase in one pass: stubs and masks hold no CR or LF.
+    serialised = h1.response_head(head.status, head.reason or _phrase(head.status), headers)
+    response_head = swap.scrub_head(policy, masker, serialised)
     body = _Body(agent, masker, framing)
     received = 0
     first: Event | None = None

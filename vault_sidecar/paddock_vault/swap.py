@@ -220,10 +220,10 @@ def _restub_pattern(policy: Policy) -> tuple[re.Pattern[bytes] | None, dict[byte
     return policy.memo("restub", make)
 
 
-def scrub_field(policy: Policy, masker: Masker, value: bytes) -> bytes:
-    """A response header name or value, or a reason phrase: each real value (in any letter case)
-    becomes its stub, so a URL or cookie that carries it still works through the vault; any other
-    form or start of one is masked."""
+def scrub_head(policy: Policy, masker: Masker, value: bytes) -> bytes:
+    """A response head (status line, header names and values): each real value, in any letter
+    case, becomes its stub, so a URL or cookie that carries it still works through the vault; any
+    other form or start of one is masked."""
     pattern, stubs = _restub_pattern(policy)
     if pattern is not None:
         value = pattern.sub(lambda m: stubs[m.group().lower()], value)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from paddock_gateway.deps import AllowedAgent, SessionId, SessionStore
+from paddock_gateway.deps import AllowedAgent, GatewayState, SessionId, SessionStore
+from paddock_gateway.driver import cancel_turn
 from paddock_gateway.models import Session, SessionCreate, SessionList
 from paddock_gateway.routes import ERRORS, PREFIX
 from paddock_gateway.store import SessionInfo
@@ -49,8 +50,10 @@ async def get_session(agent: AllowedAgent, session_id: SessionId, store: Session
 
 @router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_session(
-    agent: AllowedAgent, session_id: SessionId, store: SessionStore
+    agent: AllowedAgent, session_id: SessionId, store: SessionStore, gateway: GatewayState
 ) -> Response:
-    """End the session; open event streams get `end`."""
-    await store.delete(agent.namespace, agent.name, session_id)
+    """End the session: its running turn is cancelled, open event streams get `end`."""
+    turn_id = await store.delete(agent.namespace, agent.name, session_id)
+    if turn_id:
+        await cancel_turn(gateway.agents, gateway.runners, agent.namespace, agent.name, turn_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,19 +1,22 @@
-"""The model server container (llama-server or vllm serve) and the volumes its models come from."""
+"""The model server container (llama-server or vllm serve) and the volumes its models come from.
+
+Built here once, from the engine's facts in paddock.engines (command, arguments, probes, GPUs).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 from paddock import engines, sandbox
-from paddock.api.agent import ModelSpec, ServedModel
+from paddock.api.agent import ModelSpec
+from paddock.engines import Engine, Probe
+from paddock.kubeobj import Obj
 from paddock_operator.render.security import restricted
 from paddock_operator.settings import OperatorSettings
 
-Obj = dict[str, Any]
-
 MODELS_VOLUME = "models"
+SHARED_MEMORY_VOLUME = "dshm"
 
 
 @dataclass
@@ -24,6 +27,16 @@ class ModelMounts:
     mounts: list[Obj] = field(default_factory=list)
     downloads: list[tuple[str, str]] = field(default_factory=list)
     """(url, file under MODELS_DIR) pairs an init container fetches before the server starts."""
+
+
+@dataclass(frozen=True)
+class ModelServerParts:
+    """What the model server adds to the sandbox Pod."""
+
+    container: Obj
+    init_containers: list[Obj]
+    """The download of URL models, when there are any."""
+    volumes: list[Obj]
 
 
 def _claim_volume(claim: str) -> str:
@@ -44,7 +57,7 @@ def model_mounts(spec: ModelSpec) -> ModelMounts:
         source = model.source
         if source is None:
             continue
-        target = _target(spec, model)
+        target = engines.model_file(spec, model)
         if source.pvc is not None:
             if source.pvc.claim_name not in claims:
                 claims.add(source.pvc.claim_name)
@@ -88,33 +101,76 @@ def download_hosts(spec: ModelSpec) -> list[str]:
     return list(dict.fromkeys(h for h in hosts if h))
 
 
-def _target(spec: ModelSpec, model: ServedModel) -> str:
-    # llama-server's router names each model after its file; vllm serves a directory.
-    return f"{model.name}.gguf" if spec.engine == "llamacpp" else model.name
-
-
-def model_container(
-    spec: ModelSpec, settings: OperatorSettings, mounts: ModelMounts
-) -> tuple[Obj, list[Obj]]:
-    """The model server (command, probes, resources from paddock.engines) and the extra volumes it
-    needs; only for engines that run in the Pod."""
-    engine = engines.render(spec)
+def model_server(spec: ModelSpec, settings: OperatorSettings) -> ModelServerParts | None:
+    """The model server's container, init containers and volumes; None for an external engine."""
+    engine = engines.engine_for(spec)
     if engine is None:
-        raise ValueError(f"engine {spec.engine} runs no model server in the Pod")
+        return None
     image = spec.image or (
         settings.llamacpp_image if spec.engine == "llamacpp" else settings.vllm_image
     )
-    container = engine.container(image)
-    container["imagePullPolicy"] = settings.image_pull_policy
-    container["ports"] = [{"name": "model", "containerPort": engine.port, "protocol": "TCP"}]
-    container["env"].append({"name": "HOME", "value": "/tmp"})  # noqa: S108
-    container["volumeMounts"] = [
-        *mounts.mounts,
-        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
-        *engine.volume_mounts,
-    ]
-    container["securityContext"] = restricted(sandbox.MODEL_UID)
-    return container, engine.volumes
+    mounts = model_mounts(spec)
+    volumes = list(mounts.volumes)
+    volume_mounts = [*mounts.mounts, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
+    if engine.shared_memory:
+        volumes.append(
+            {
+                "name": SHARED_MEMORY_VOLUME,
+                "emptyDir": {"medium": "Memory", "sizeLimit": engine.shared_memory},
+            }
+        )
+        volume_mounts.append({"name": SHARED_MEMORY_VOLUME, "mountPath": "/dev/shm"})  # noqa: S108
+    container: Obj = {
+        "name": sandbox.MODEL_CONTAINER,
+        "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": engine.command,
+        "args": engine.args,
+        "env": [
+            *({"name": k, "value": v} for k, v in sorted(engine.env.items())),
+            {"name": "HOME", "value": "/tmp"},  # noqa: S108
+        ],
+        "ports": [
+            {
+                "name": sandbox.MODEL_PORT_NAME,
+                "containerPort": sandbox.MODEL_PORT,
+                "protocol": "TCP",
+            }
+        ],
+        "resources": model_resources(spec, engine),
+        "startupProbe": health_probe(engine.startup),
+        "readinessProbe": health_probe(engine.readiness),
+        "livenessProbe": health_probe(engine.liveness),
+        "volumeMounts": volume_mounts,
+        "securityContext": restricted(sandbox.MODEL_UID),
+    }
+    fetch = fetch_container(mounts, settings, image)
+    return ModelServerParts(container, [fetch] if fetch else [], volumes)
+
+
+def health_probe(probe: Probe) -> Obj:
+    """An httpGet probe of the engine's health route on the model port."""
+    return {
+        "httpGet": {"path": engines.HEALTH_PATH, "port": sandbox.MODEL_PORT},
+        "periodSeconds": probe.period_s,
+        "failureThreshold": probe.failure_threshold,
+        "timeoutSeconds": probe.timeout_s,
+    }
+
+
+def model_resources(spec: ModelSpec, engine: Engine) -> dict[str, dict[str, str]]:
+    """spec.model.resources, with the engine's GPUs as a limit of spec.model.gpuResourceName."""
+    requests = {k: str(v) for k, v in spec.resources.requests.items()}
+    limits = {k: str(v) for k, v in spec.resources.limits.items()}
+    if engine.gpus:
+        # Extended resources are requested through limits; requests default to them.
+        limits[spec.gpu_resource_name] = str(engine.gpus)
+    out: dict[str, dict[str, str]] = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
 
 
 def fetch_container(mounts: ModelMounts, settings: OperatorSettings, image: str) -> Obj | None:

@@ -5,17 +5,15 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-from typing import Any
 
 from paddock import sandbox
 from paddock.api.agent import AgentSpec
+from paddock.kubeobj import Obj
 from paddock.networks import BLOCKED
 from paddock.pki import KeyPair
 from paddock_operator.names import AgentRef
 from paddock_operator.render.model import download_hosts
 from paddock_operator.settings import OperatorSettings
-
-Obj = dict[str, Any]
 
 AGENT_CA_FILE = "agent-ca.crt"
 UPSTREAM_CA_FILE = "upstream-ca.crt"
@@ -126,8 +124,16 @@ def service(ref: AgentRef) -> Obj:
         "spec": {
             "selector": {"paddock.dev/agent": ref.name},
             "ports": [
-                {"name": "runner", "port": sandbox.RUNNER_PORT, "targetPort": "runner"},
-                {"name": "model", "port": sandbox.MODEL_PORT, "targetPort": "model"},
+                {
+                    "name": "runner",
+                    "port": sandbox.RUNNER_PORT,
+                    "targetPort": sandbox.RUNNER_PORT_NAME,
+                },
+                {
+                    "name": "model",
+                    "port": sandbox.MODEL_PORT,
+                    "targetPort": sandbox.MODEL_PORT_NAME,
+                },
             ],
         },
     }

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 from paddock import cni, egress, engines, sandbox
 from paddock.api.agent import AgentSpec
+from paddock.kubeobj import Obj
 from paddock_operator.names import SPEC_HASH, AgentRef
-from paddock_operator.render.model import fetch_container, model_container, model_mounts
+from paddock_operator.render.model import model_server
 from paddock_operator.render.objects import AGENT_CA_FILE, UPSTREAM_CA_FILE
 from paddock_operator.render.security import network_admin, restricted
 from paddock_operator.settings import OperatorSettings
-
-Obj = dict[str, Any]
 
 PROXY_URL = f"http://127.0.0.1:{sandbox.VAULT_PROXY_PORT}"
 
@@ -46,7 +44,7 @@ def harness_env(spec: AgentSpec, stubs: dict[str, str]) -> list[Obj]:
 
 def _runner_probe(*, period: int, failures: int) -> Obj:
     return {
-        "httpGet": {"path": "/healthz", "port": "runner"},
+        "httpGet": {"path": "/healthz", "port": sandbox.RUNNER_PORT_NAME},
         "periodSeconds": period,
         "failureThreshold": failures,
         "timeoutSeconds": 5,
@@ -61,7 +59,13 @@ def harness_container(spec: AgentSpec, stubs: dict[str, str]) -> Obj:
         "image": harness.image,
         "workingDir": harness.working_dir,
         "env": harness_env(spec, stubs),
-        "ports": [{"name": "runner", "containerPort": sandbox.RUNNER_PORT, "protocol": "TCP"}],
+        "ports": [
+            {
+                "name": sandbox.RUNNER_PORT_NAME,
+                "containerPort": sandbox.RUNNER_PORT,
+                "protocol": "TCP",
+            }
+        ],
         "startupProbe": _runner_probe(period=2, failures=90),
         "readinessProbe": _runner_probe(period=10, failures=3),
         "resources": harness.resources.model_dump(exclude_defaults=True),
@@ -232,13 +236,11 @@ def pod(ref: AgentRef, spec: AgentSpec, settings: OperatorSettings, stubs: dict[
     init = [egress_container(settings), vault_container(settings)]
     containers = [harness_container(spec, stubs)]
     volumes = _volumes(ref, spec, settings)
-    if spec.model.engine != "external":
-        mounts = model_mounts(spec.model)
-        server, server_volumes = model_container(spec.model, settings, mounts)
-        fetch = fetch_container(mounts, settings, server["image"])
-        init += [fetch] if fetch else []
-        containers.append(server)
-        volumes += [*mounts.volumes, *server_volumes]
+    server = model_server(spec.model, settings)
+    if server is not None:
+        init += server.init_containers
+        containers.append(server.container)
+        volumes += server.volumes
     meta = ref.metadata(ref.pod, "sandbox")
     meta["annotations"] = {SPEC_HASH: spec_hash(spec, settings)}
     if cni_mode:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-Obj = dict[str, Any]
+from paddock.kubeobj import Obj
 
 
-def restricted(uid: int, *, read_only_root: bool = True) -> Obj:
-    """A container security context that meets the Pod Security 'restricted' profile."""
+def restricted(uid: int) -> Obj:
+    """A container security context that meets the Pod Security 'restricted' profile, with a
+    read-only root filesystem (every container writes only to its volumes)."""
     return {
         "runAsUser": uid,
         "runAsGroup": uid,
         "runAsNonRoot": True,
         "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": read_only_root,
+        "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }

@@ -9,21 +9,32 @@ one longer than both MIN_FRAGMENT - 1 and the longest start of it the agent itse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-import threading
-from collections.abc import Coroutine, Iterator
+import ssl
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from paddock_testing.vault import GITHUB_STUB, REAL_VALUES, UPSTREAM_NAMES, Dials, Pki, Resolver
+from paddock_testing.background import Background, background
+from paddock_testing.vault import (
+    GITHUB_STUB,
+    REAL_VALUES,
+    UPSTREAM_NAMES,
+    Dials,
+    Pki,
+    Resolver,
+    RunningVault,
+    vault_for_tests,
+)
 from paddock_vault import scrub
 from paddock_vault.app import Vault
 from paddock_vault.scrub import MIN_FRAGMENT, Masker, Secrets
-from paddock_vault.settings import VaultSettings
 
 REALS = [r.encode() for r in REAL_VALUES]
 
@@ -94,64 +105,33 @@ def test_the_masker_lets_no_value_through_however_the_stream_is_cut_or_timed(
 
 @dataclass
 class Live:
-    loop: asyncio.AbstractEventLoop
     vault: Vault
     reflector: Any
     attacker: Any
 
-    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+@contextlib.asynccontextmanager
+async def _vault_and_reflector(certs: Pki, work: Path, kit: Any) -> AsyncIterator[Live]:
+    cert, key = certs.server_files(UPSTREAM_NAMES)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    reflector = kit.Reflector(context)
+    listener = await asyncio.start_server(reflector.handle, "127.0.0.1", 0, ssl=context)
+    reflector.port = listener.sockets[0].getsockname()[1]
+    config, resolver, dials = certs.write_config(work), Resolver(), Dials()
+    vault = vault_for_tests(certs, config, ports=[reflector.port], resolver=resolver, dialer=dials)
+    async with listener, vault:
+        running = RunningVault(vault, resolver, dials, config, certs)
+        yield Live(vault, reflector, kit.Attacker(running, reflector.port))
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory, kit: Any) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory, kit: Any) -> Iterator[Background[Live]]:
     """A vault in front of the reflector, on an event loop in another thread."""
-    import ssl  # noqa: PLC0415
-
-    from paddock_testing.vault import RunningVault  # noqa: PLC0415
-
     work = tmp_path_factory.mktemp("property")
     certs = Pki.create(work)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    stop = asyncio.Event()
-    ready: asyncio.Future[Live] = loop.create_future()
-
-    async def main() -> None:
-        cert, key = certs.server_files(UPSTREAM_NAMES)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
-        reflector = kit.Reflector(context)
-        listener = await asyncio.start_server(reflector.handle, "127.0.0.1", 0, ssl=context)
-        reflector.port = listener.sockets[0].getsockname()[1]
-        config = certs.write_config(work)
-        vault = Vault(
-            VaultSettings(
-                config_file=config, listen_hosts=["127.0.0.1"], proxy_port=0,
-                transparent_port=None, admin_host="127.0.0.1", admin_port=0,
-                allowed_ports=[reflector.port], upstream_ca_files=[certs.public_ca_file],
-                unsafe_allow_cidrs=["127.0.0.1/32"],
-            ),  # type: ignore[arg-type]
-            resolver=Resolver(),
-            dialer=Dials(),
-        )  # fmt: skip
-        async with listener, vault:
-            running = RunningVault(vault, Resolver(), Dials(), config, certs)
-            ready.set_result(Live(loop, vault, reflector, kit.Attacker(running, reflector.port)))
-            await stop.wait()
-
-    task = asyncio.run_coroutine_threadsafe(main(), loop)
-    try:
-        yield asyncio.run_coroutine_threadsafe(
-            asyncio.wait_for(asyncio.shield(ready), 20), loop
-        ).result(30)
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        task.result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with background(lambda: _vault_and_reflector(certs, work, kit)) as running:
+        yield running
 
 
 @pytest.mark.integration
@@ -166,7 +146,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, kit: Any) -> Iterator[Live]:
     sent=st.integers(0, len(REALS[0])),
 )
 def test_the_agent_learns_nothing_from_any_response(  # noqa: PLR0917 - hypothesis arguments
-    live: Live,
+    live: Background[Live],
     kit: Any,
     body: bytes,
     cuts: list[tuple[int, float]],
@@ -180,10 +160,10 @@ def test_the_agent_learns_nothing_from_any_response(  # noqa: PLR0917 - hypothes
         start = cut
     pieces.append((0.0, body[start:]))
     headers, pieces = kit.encoded(encoding, pieces)
-    live.reflector.script("/property", kit.Script(headers, pieces, framing))
+    live.value.reflector.script("/property", kit.Script(headers, pieces, framing))
     # The agent sends a start of a real value of its own (a right guess) with the stub.
     response = live.run(
-        live.attacker.send(
+        live.value.attacker.send(
             "/property",
             headers={"Authorization": f"Bearer {GITHUB_STUB}"},
             body=b"guess=" + REALS[0][:sent],
@@ -192,4 +172,4 @@ def test_the_agent_learns_nothing_from_any_response(  # noqa: PLR0917 - hypothes
     assert response.status == 200, response.head
     assert response.complete
     assert len(response.body) == len(body)
-    _assert_nothing_learned(response.head + response.body, live.vault.ctx.disclosure.known)
+    _assert_nothing_learned(response.head + response.body, live.value.vault.ctx.disclosure.known)

@@ -1,4 +1,5 @@
-"""Server-sent events: writing them, and reading them back from a byte stream in chunks."""
+"""Server-sent events, the framing of every event stream (the runner's and the gateway's): writing
+them, and reading them back from a byte stream in chunks. The one SSE reader."""
 
 from __future__ import annotations
 

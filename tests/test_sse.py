@@ -1,4 +1,5 @@
-"""SSE framing: what the gateway writes, a reader gets back, however the bytes are split."""
+"""SSE framing: what the runner and the gateway write, a reader gets back, however the bytes are
+split."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paddock_gateway.sse import KEEPALIVE, SseEvent, SseParser, format_event
+from paddock.sse import KEEPALIVE, SseEvent, SseParser, format_event
 
 pytestmark = pytest.mark.unit
 

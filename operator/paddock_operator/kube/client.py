@@ -1,165 +1,35 @@
 """A small async Kubernetes API client on aiohttp: get, create, server-side apply, patch, delete.
 
 The operator talks to the API server through this class only, and tests hand it a client built for
-the real test API server. Errors come out as KubeError subclasses keyed on the HTTP status.
+the real test API server. Errors come out as paddock_operator.kube.errors, keyed on the HTTP
+status; requests wait their turn in a paddock_operator.kube.priority gate.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import heapq
-import itertools
 import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import aiohttp
 import kopf
 
+from paddock.kubeobj import Obj
+from paddock_operator.kube import priority
+from paddock_operator.kube.errors import KubeError, NotFoundError, UnavailableError, error_for
+from paddock_operator.kube.paths import path, path_of
+
 FIELD_MANAGER = "paddock-operator"
 logger = logging.getLogger(__name__)
-Obj = dict[str, Any]
-
-
-class KubeError(Exception):
-    """The API server refused a request; .status is the HTTP status, .reason Kubernetes' reason."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-
-class NotFoundError(KubeError):
-    """404: the object (or its namespace) does not exist."""
-
-
-class ConflictError(KubeError):
-    """409: it exists already, or a resourceVersion/uid precondition failed."""
-
-
-class InvalidError(KubeError):
-    """422, or 403 from an admission plugin: the object was rejected."""
-
-
-class UnavailableError(KubeError):
-    """No answer: the connection failed or the request timed out (status 0)."""
-
-
-_BY_STATUS: dict[int, type[KubeError]] = {404: NotFoundError, 409: ConflictError, 422: InvalidError}
-
-
-def path(
-    api_version: str,
-    plural: str,
-    namespace: str | None = None,
-    name: str | None = None,
-    subresource: str | None = None,
-) -> str:
-    """The REST path of a collection or an object."""
-    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    parts = [base]
-    if namespace:
-        parts.append(f"namespaces/{namespace}")
-    parts.append(plural)
-    if name:
-        parts.append(name)
-    if subresource:
-        parts.append(subresource)
-    return "/".join(parts)
-
-
-PLURALS = {
-    "Pod": "pods",
-    "Service": "services",
-    "Secret": "secrets",
-    "ConfigMap": "configmaps",
-    "PersistentVolumeClaim": "persistentvolumeclaims",
-    "NetworkPolicy": "networkpolicies",
-    "Event": "events",
-}
-
-
-def path_of(obj: Obj) -> str:
-    """The REST path of an object from its apiVersion, kind, namespace and name."""
-    meta = obj["metadata"]
-    return path(obj["apiVersion"], PLURALS[obj["kind"]], meta.get("namespace"), meta["name"])
-
-
-URGENT = 0
-"""Level of the requests a new sandbox Pod waits on (see urgent())."""
-NORMAL = 1
-Priority = tuple[int, int]
-"""(level, rank): lower goes first, then in order of asking."""
-_priority: contextvars.ContextVar[Priority] = contextvars.ContextVar(
-    "priority", default=(NORMAL, 0)
-)
-
-
-@contextmanager
-def urgent(rank: int = 0) -> Iterator[None]:
-    """Requests made in this block (and in tasks it starts) go before waiting NORMAL ones.
-
-    With many Agents reconciling at once, each Agent's Pod then waits on the Pods of the others,
-    not on their Services, policies and status writes. Among urgent requests a lower rank goes
-    first: given each Agent's arrival, the first Agent's Pod goes before the next Agents' Secrets,
-    so that Pods come one after the other instead of all at the end.
-    """
-    token = _priority.set((URGENT, rank))
-    try:
-        yield
-    finally:
-        _priority.reset(token)
-
-
-class PriorityGate:
-    """At most `limit` holders at once; waiters get in by priority (lower first), then in order."""
-
-    def __init__(self, limit: int) -> None:
-        self._free = limit
-        self._waiting: list[tuple[Priority, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    @asynccontextmanager
-    async def slot(self, priority: Priority) -> AsyncIterator[None]:
-        """Hold one place for the block."""
-        if self._free > 0 and not self._waiting:
-            self._free -= 1
-        else:
-            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            heapq.heappush(self._waiting, (priority, next(self._order), turn))
-            try:
-                await turn
-            except asyncio.CancelledError:
-                if turn.done() and not turn.cancelled():  # handed a place, then cancelled
-                    self._release()
-                raise  # a cancelled waiter stays in the heap, done: _release skips it
-        try:
-            yield
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        while self._waiting:
-            _, _, turn = heapq.heappop(self._waiting)
-            if not turn.done():
-                turn.set_result(None)  # the place passes straight to the next waiter
-                return
-        self._free += 1
-
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
-class Kube:
+class KubeClient:
     """Async access to one API server with one identity, on aiohttp.
 
     aiohttp, not httpx: measured against the test API server, httpx (over anyio's TLS streams)
@@ -192,7 +62,7 @@ class Kube:
             connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
         )
         # At most in_flight requests at once, urgent() ones first; the rest wait here.
-        self._gate = PriorityGate(in_flight)
+        self._gate = priority.PriorityGate(in_flight)
 
     @classmethod
     def from_connection(
@@ -257,7 +127,7 @@ class Kube:
             headers = {**headers, "Content-Type": content_type}
         try:
             async with (
-                self._gate.slot(_priority.get()),
+                self._gate.slot(priority.current()),
                 self._session.request(
                     method, self.server + url, params=params, data=data, headers=headers
                 ) as response,
@@ -273,8 +143,7 @@ class Kube:
             answer: Obj = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             answer = {"reason": reason or "", "message": content[:500].decode(errors="replace")}
-        error_type = _BY_STATUS.get(status, KubeError)
-        raise error_type(status, answer.get("reason", ""), answer.get("message", ""))
+        raise error_for(status, answer.get("reason", ""), answer.get("message", ""))
 
     async def get(self, url: str) -> Obj | None:
         """The object at url, or None if it does not exist."""
