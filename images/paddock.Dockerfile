@@ -100,3 +100,14 @@ WORKDIR /workspace
 USER 1000:1000
 ENTRYPOINT ["paddock"]
 CMD ["runner"]
+
+# The node installer (`paddock cni-install`, chart: the cni DaemonSet, CNI mode) with the
+# paddock-egress plugin (cni/, built by hack/cni-plugin.sh) that it copies to each node's
+# /opt/cni/bin. Root without capabilities: it writes the node's root-owned CNI directories, mounted
+# with hostPath, and nothing else; the plugin itself runs as the container runtime runs it.
+FROM python AS cni
+COPY cni/paddock-egress /opt/paddock-cni/paddock-egress
+COPY --from=wheel /staging/ /
+USER 0:0
+ENTRYPOINT ["paddock"]
+CMD ["cni-install"]

@@ -62,6 +62,35 @@ def _egress(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _egress_check(_args: argparse.Namespace) -> int:
+    from paddock import egress_check  # noqa: PLC0415
+
+    try:
+        egress_check.check()
+    except egress_check.NotRedirectedError as error:
+        sys.stderr.write(f"paddock egress-check: {error}\n")
+        return 1
+    sys.stderr.write("paddock egress-check: outbound TCP reaches the vault's port\n")
+    return 0
+
+
+def _cni_install(args: argparse.Namespace) -> int:
+    import logging  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from paddock import cni_install  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    node = cni_install.Node(
+        bin_dir=Path(args.cni_bin_dir),
+        conf_dir=Path(args.cni_conf_dir),
+        plugin=Path(args.plugin) if args.plugin else cni_install.default_plugin(),
+        iptables=args.iptables,
+        ip6tables=args.ip6tables,
+    )
+    return cni_install.run(node, ready_file=Path(args.ready_file), interval=args.interval)
+
+
 def _operator(args: argparse.Namespace) -> int:
     from paddock_operator.main import run  # noqa: PLC0415
 
@@ -129,6 +158,21 @@ def parser() -> argparse.ArgumentParser:
     vault.set_defaults(run=_vault)
     egress = commands.add_parser("egress-script", help="print the Pod's egress iptables script")
     egress.set_defaults(run=_egress)
+    check = commands.add_parser(
+        "egress-check", help="exit 1 unless this Pod's outbound TCP is redirected (CNI mode)"
+    )
+    check.set_defaults(run=_egress_check)
+    install = commands.add_parser(
+        "cni-install", help="chain the paddock-egress CNI plugin on this node until stopped"
+    )
+    install.add_argument("--cni-bin-dir", default="/host/opt/cni/bin")
+    install.add_argument("--cni-conf-dir", default="/host/etc/cni/net.d")
+    install.add_argument("--plugin", help="the plugin binary to install (default: the image's)")
+    install.add_argument("--iptables", default="iptables", help="the node's iptables command")
+    install.add_argument("--ip6tables", default="ip6tables", help="the node's ip6tables command")
+    install.add_argument("--ready-file", default="/tmp/paddock-cni-ready")  # noqa: S108
+    install.add_argument("--interval", type=float, default=1.0, help="seconds between syncs")
+    install.set_defaults(run=_cni_install)
 
     operator = commands.add_parser("operator", help="run the operator (reconciles Agents)")
     operator.add_argument(

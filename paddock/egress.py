@@ -1,10 +1,12 @@
 """The egress-init container's firewall: every outbound TCP connection goes through the vault.
 
 `iptables_script()` is the whole contract: the operator puts its output in the init container
-(`sh -c`, NET_ADMIN), and the vault's transparent-mode test runs the same text inside a network
-namespace. For IPv4 and IPv6 alike, connections from every user but the vault's are redirected
-to VAULT_TRANSPARENT_PORT; loopback destinations stay local except the vault's admin port; DNS may
-reach only the nameservers of /etc/resolv.conf; everything else new is rejected. Where IPv6 exists
+(`sh -c`, NET_ADMIN) or, in CNI mode, `paddock cni-install` puts it in the node's paddock-egress
+plugin (cni/), which runs it in each sandbox Pod's network namespace; the vault's transparent-mode
+test runs the same text inside a network namespace. For IPv4 and IPv6 alike, connections from
+every user but the vault's are redirected to VAULT_TRANSPARENT_PORT; loopback destinations stay
+local except the vault's admin port; DNS may reach only the Pod's nameservers (/etc/resolv.conf,
+or PADDOCK_NAMESERVERS from the CNI plugin); everything else new is rejected. Where IPv6 exists
 but cannot be redirected, its egress is rejected instead; where it cannot be filtered at all the
 script fails, so the Pod never starts open.
 """
@@ -65,7 +67,13 @@ _SCRIPT = """#!/bin/sh
 set -eu
 IPTABLES="${{IPTABLES:-iptables}}"
 IP6TABLES="${{IP6TABLES:-ip6tables}}"
-all_ns=$(awk '$1 == "nameserver" {{print $2}}' /etc/resolv.conf 2>/dev/null || true)
+# The CNI plugin runs this from the node, whose /etc/resolv.conf is not the Pod's: it passes the
+# Pod's nameservers (the runtime's dns capability) in PADDOCK_NAMESERVERS.
+if [ -n "${{PADDOCK_NAMESERVERS+set}}" ]; then
+  all_ns="$PADDOCK_NAMESERVERS"
+else
+  all_ns=$(awk '$1 == "nameserver" {{print $2}}' /etc/resolv.conf 2>/dev/null || true)
+fi
 ns4=""; ns6=""
 for ns in $all_ns; do
   case "$ns" in *:*) ns6="$ns6 ${{ns%%%*}}" ;; *) ns4="$ns4 $ns" ;; esac

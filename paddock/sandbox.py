@@ -19,6 +19,9 @@ HARNESS_CONTAINER: Final = "harness"
 MODEL_CONTAINER: Final = "model"
 VAULT_CONTAINER: Final = "vault"
 EGRESS_INIT_CONTAINER: Final = "egress-init"
+"""Init-container mode: writes the trust bundle and the iptables rules (root, NET_ADMIN)."""
+EGRESS_CHECK_CONTAINER: Final = "egress-check"
+"""CNI mode: writes the trust bundle and checks the node's redirect (no privilege)."""
 
 HARNESS_UID: Final = 1000
 MODEL_UID: Final = 1001

@@ -249,8 +249,14 @@ class ApiServer:
             self.check_alive()
             # S310: the URL is one this class built, http(s) to 127.0.0.1.
             request = urllib.request.Request(url, headers=self.admin_headers)  # noqa: S310
-            with urllib.request.urlopen(request, timeout=5, context=context) as answer:  # noqa: S310
-                return bool(answer.status == 200)
+            try:
+                with urllib.request.urlopen(request, timeout=5, context=context) as answer:  # noqa: S310
+                    return bool(answer.status == 200)
+            except urllib.error.HTTPError as error:
+                # Not ready yet (a 500 while starting): close its connection now, not at GC,
+                # where it was an unraisable ResourceWarning in whichever test ran then.
+                error.close()
+                return False
 
         wait_for(
             ready,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from paddock import pki, sandbox
+from paddock import cni, pki, sandbox
 from paddock.api.agent import AgentSpec
 from paddock_operator.names import AgentRef
 from paddock_operator.render import objects
@@ -319,7 +319,7 @@ def test_nothing_is_opened_by_default_and_upgrading_rolls_no_pod() -> None:
     before = {
         k: v
         for k, v in SETTINGS.model_dump(mode="json").items()
-        if k not in ("internal_networks", "upstream_ca_bundle")
+        if k not in ("internal_networks", "upstream_ca_bundle", "egress_mode")
     }
     material = [spec.model_dump(mode="json", exclude={"suspend", "workspace"}), before]
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
@@ -378,3 +378,42 @@ def test_the_trust_bundle_script_stops_when_a_certificate_is_missing(tmp_path: P
     done = run()
     assert done.returncode == 0, done.stderr
     assert files[sandbox.CA_CERT_FILE].read_text() == "PUBLIC ROOTS\nAGENT CA\n"
+
+
+CNI = OperatorSettings(egress_mode="cni")
+
+
+def test_cni_mode_pod_holds_no_privilege_and_names_the_nodes_script() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    body = pod(REF, spec, CNI, reconcile_stubs(spec, {}))
+    assert body["metadata"]["annotations"][cni.ANNOTATION] == cni.annotation_value()
+    init = body["spec"]["initContainers"]
+    assert [c["name"] for c in init][:2] == [
+        sandbox.EGRESS_CHECK_CONTAINER,
+        sandbox.VAULT_CONTAINER,
+    ]
+    assert init[0]["command"][-1].endswith("exec paddock egress-check\n")
+    for c in init + body["spec"]["containers"]:
+        ctx = c["securityContext"]
+        assert ctx["runAsNonRoot"] is True, c["name"]
+        assert ctx["runAsUser"] != 0, c["name"]
+        assert ctx["capabilities"] == {"drop": ["ALL"]}, c["name"]
+        assert ctx["allowPrivilegeEscalation"] is False, c["name"]
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}, c["name"]
+    # The check runs as a user whose connections the node must redirect: never the vault's.
+    assert init[0]["securityContext"]["runAsUser"] != sandbox.VAULT_UID
+    assert "xtables-lock" not in {v["name"] for v in body["spec"]["volumes"]}
+
+
+def test_init_container_mode_carries_no_cni_annotation() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+    assert cni.ANNOTATION not in body["metadata"]["annotations"]
+
+
+def test_egress_mode_replaces_pods_only_when_changed() -> None:
+    spec = spec_of("llamacpp-agent.yaml")
+    explicit = OperatorSettings(egress_mode="init-container")
+    # Upgrading the operator (the setting at its default) replaces no sandbox Pod.
+    assert spec_hash(spec, explicit) == spec_hash(spec, SETTINGS)
+    assert spec_hash(spec, CNI) != spec_hash(spec, SETTINGS)

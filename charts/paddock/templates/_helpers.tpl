@@ -30,6 +30,15 @@ app.kubernetes.io/name: paddock-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{- define "paddock.cni.name" -}}
+{{- printf "%s-cni" (include "paddock.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "paddock.cni.selectorLabels" -}}
+app.kubernetes.io/name: paddock-cni
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
 {{- define "paddock.gateway.name" -}}
 {{- printf "%s-gateway" (include "paddock.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}

@@ -1,11 +1,12 @@
-"""The sandbox Pod: egress-init, the vault (a native sidecar), the model server and the harness."""
+"""The sandbox Pod: egress-init (or egress-check), the vault (a native sidecar), the model server
+and the harness."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
-from paddock import egress, engines, sandbox
+from paddock import cni, egress, engines, sandbox
 from paddock.api.agent import AgentSpec
 from paddock.kubeobj import Obj
 from paddock_operator.names import SPEC_HASH, AgentRef
@@ -158,6 +159,22 @@ def egress_init_container(settings: OperatorSettings) -> Obj:
     }
 
 
+def egress_check_container(settings: OperatorSettings) -> Obj:
+    """CNI mode: writes the trust bundle, then checks, unprivileged, that the node redirected."""
+    return {
+        "name": sandbox.EGRESS_CHECK_CONTAINER,
+        "image": settings.vault_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["/bin/sh", "-c", trust_script() + "exec paddock egress-check\n"],
+        "volumeMounts": [
+            {"name": "trust", "mountPath": sandbox.CA_CERT_DIR},
+            {"name": "vault-config", "mountPath": AGENT_CA_DIR, "readOnly": True},
+        ],
+        # Any user but the vault's: the check is that this user's connections are redirected.
+        "securityContext": restricted(sandbox.HARNESS_UID),
+    }
+
+
 def _volumes(ref: AgentRef, spec: AgentSpec, settings: OperatorSettings) -> list[Obj]:
     sources = [
         {
@@ -180,8 +197,9 @@ def _volumes(ref: AgentRef, spec: AgentSpec, settings: OperatorSettings) -> list
         {"name": "vault-ca", "secret": {"secretName": ref.ca_secret, "items": ca_items, **mode}},
         {"name": "vault-secrets", **secrets},
         {"name": "tmp", "emptyDir": {}},
-        {"name": "xtables-lock", "emptyDir": {"medium": "Memory"}},
     ]  # fmt: skip
+    if settings.egress_mode == "init-container":
+        volumes.append({"name": "xtables-lock", "emptyDir": {"medium": "Memory"}})
     if settings.upstream_ca_bundle:
         # Named as an item: the kubelet holds the Pod until the ConfigMap has it, so a vault
         # never starts without the CAs it was told to trust.
@@ -194,12 +212,13 @@ def _volumes(ref: AgentRef, spec: AgentSpec, settings: OperatorSettings) -> list
 
 # Settings added after the first release: they count only when set, so that upgrading the operator
 # does not replace every sandbox Pod of the cluster.
-_HASHED_WHEN_SET = ("internal_networks", "upstream_ca_bundle")
+_HASHED_WHEN_SET = ("internal_networks", "upstream_ca_bundle", "egress_mode")
 
 
 def spec_hash(spec: AgentSpec, settings: OperatorSettings) -> str:
     """A digest of everything the Pod is rendered from: a change means the Pod must be replaced."""
-    unset = {name for name in _HASHED_WHEN_SET if not getattr(settings, name)}
+    fields = OperatorSettings.model_fields
+    unset = {name for name in _HASHED_WHEN_SET if getattr(settings, name) == fields[name].default}
     material = json.dumps(
         [
             spec.model_dump(mode="json", exclude={"suspend", "workspace"}),
@@ -212,7 +231,9 @@ def spec_hash(spec: AgentSpec, settings: OperatorSettings) -> str:
 
 def pod(ref: AgentRef, spec: AgentSpec, settings: OperatorSettings, stubs: dict[str, str]) -> Obj:
     """The sandbox Pod of an Agent."""
-    init = [egress_init_container(settings), vault_container(settings)]
+    cni_mode = settings.egress_mode == "cni"
+    egress_container = egress_check_container if cni_mode else egress_init_container
+    init = [egress_container(settings), vault_container(settings)]
     containers = [harness_container(spec, stubs)]
     volumes = _volumes(ref, spec, settings)
     server = model_server(spec.model, settings)
@@ -222,6 +243,9 @@ def pod(ref: AgentRef, spec: AgentSpec, settings: OperatorSettings, stubs: dict[
         volumes += server.volumes
     meta = ref.metadata(ref.pod, "sandbox")
     meta["annotations"] = {SPEC_HASH: spec_hash(spec, settings)}
+    if cni_mode:
+        # The node's plugin applies its script only to Pods that name it, by digest.
+        meta["annotations"][cni.ANNOTATION] = cni.annotation_value()
     body: Obj = {
         "apiVersion": "v1",
         "kind": "Pod",
