@@ -48,7 +48,7 @@ async def start_vault(certs: Pki, tmp_path: Path) -> AsyncIterator[StartVault]:
     async def start(
         *, ports: list[int], resolver: Resolver | None = None, **settings: Any
     ) -> RunningVault:
-        config_file = certs.write_config(tmp_path / "vault")
+        config_file = settings.pop("config_file", None) or certs.write_config(tmp_path / "vault")
         resolver = resolver or Resolver()
         dials = Dials()
         settings = {"reload_interval": 0.05} | settings

@@ -14,7 +14,7 @@ from paddock_vault.config import ConfigWatcher, Policy
 from paddock_vault.errors import PolicyError, VaultError
 from paddock_vault.metrics import Metrics
 from paddock_vault.netguard import NetGuard
-from paddock_vault.scrub import Disclosure, Masker
+from paddock_vault.scrub import Masker
 from paddock_vault.settings import VaultSettings
 
 Dialer = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
@@ -40,8 +40,6 @@ class Context:
     guard: NetGuard
     dialer: Dialer = asyncio.open_connection
     metrics: Metrics = field(default_factory=Metrics)
-    disclosure: Disclosure = field(default_factory=Disclosure)
-    """What the agent has itself sent of each real value; kept across reloads (keyed by value)."""
     upstream_tls: ssl.SSLContext = field(init=False)
     _leaves: LeafCache | None = field(init=False, default=None)
 
@@ -70,13 +68,11 @@ class Context:
 
     def masker(self) -> Masker:
         """A masker for bytes the agent will see: responses, and the vault's own answers."""
-        return Masker(swap.secrets(self.policy), self.disclosure.known)
+        return Masker(swap.secrets(self.policy))
 
     def redact(self, text: str) -> str:
-        """text with every real value, form or start of one masked, for logs (nobody's echo is
-        let through here)."""
-        policy = self.policy
-        masker = policy.memo("log-masker", lambda: Masker(swap.secrets(policy), {}))
+        """text with every real value, or start or spelling of one, masked (for logs)."""
+        masker = self.masker()
         return masker.text(text.encode("utf-8", "surrogateescape")).decode(
             "utf-8", "surrogateescape"
         )

@@ -22,7 +22,7 @@ from paddock_vault.conn import TlsConn
 from paddock_vault.context import Context
 from paddock_vault.errors import PolicyError, RequestError, UpstreamError, VaultError
 from paddock_vault.h1 import END, AgentSide, Head
-from paddock_vault.scrub import DisclosureScanner, ForbiddenError, Guard, Masker
+from paddock_vault.scrub import ForbiddenError, Guard, Masker
 from paddock_vault.upstream import Destination, Upstream, UpstreamPool
 
 Router = Callable[[Head], tuple[Destination, bytes]]
@@ -114,15 +114,13 @@ class _Exchange:
         self.dest = dest
         self.ctx.check_port(dest.port)
         outgoing = self._outgoing(dest)
-        disclosed = self.ctx.disclosure.scanner(swap.secrets(self.ctx.policy))
-        disclosed.feed(request.raw or request.target)
         if _expects_continue(request):
             self.agent.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         upstream = await self.pool.get(dest)
         upstream.send(h1.request_head(request.method, outgoing.target, self._headers(outgoing)))
         upstream.expect_response(head_only=request.method == b"HEAD")
         guard = Guard(swap.body_guard(self.ctx.policy, dest.host, secure=dest.tls))
-        await self._request_body(upstream, guard, disclosed)
+        await self._request_body(upstream, guard)
         status, keep = await response.relay(self.ctx, self.agent, upstream, request)
         self.ctx.metrics.request(self.mode, "forwarded", time.monotonic() - started)
         audit.record(
@@ -131,9 +129,7 @@ class _Exchange:
         self.pool.release()
         return keep
 
-    async def _request_body(
-        self, upstream: Upstream, guard: Guard, disclosed: DisclosureScanner
-    ) -> None:
+    async def _request_body(self, upstream: Upstream, guard: Guard) -> None:
         settings = self.ctx.settings
         chunked = self.request.chunked
         total = 0
@@ -152,7 +148,6 @@ class _Exchange:
             total += len(event)
             if total > settings.max_body_bytes:
                 raise RequestError("request body too large", status=413, reason="limit")
-            disclosed.feed(event)
             data = self._guarded(lambda: guard.feed(event))  # noqa: B023 - called at once
             if data:
                 upstream.send(h1.chunk(data) if chunked else data)

@@ -210,6 +210,7 @@ async def relay(
 ) -> tuple[int, bool]:
     """Send upstream's response to the agent; (status, whether the agent connection goes on)."""
     head = await _final_head(ctx, agent, upstream)
+    timeout = ctx.settings.upstream_timeout
     policy = ctx.policy
     masker = ctx.masker()
     headers = [(n, v) for n, v in head.headers if n.lower() not in _DROP]
@@ -238,7 +239,10 @@ async def relay(
     event: Event | None = None if first is None or isinstance(first, bytes) else first
     while True:
         if event is None:
-            event = await _next(ctx, agent, upstream, body)
+            if body.masker.holding and not upstream.has_event():
+                event = await _next(ctx, agent, upstream, body)
+            else:  # nothing held, or the next event is here already: no timer needed
+                event = await upstream.next_event(timeout, before_wait=agent.conn)
         if event is END:
             if decoder is not None:
                 body.feed(decoder.finish())

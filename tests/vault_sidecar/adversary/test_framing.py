@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from paddock_testing.vault import GITHUB_REAL, REAL_VALUES
+from paddock_vault.scrub import MIN_FRAGMENT
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -66,22 +67,32 @@ async def test_a_right_guess_arrives_like_a_wrong_one(
     seen: dict[bool, list[Any]] = {True: [], False: []}
     for right, wrong in _guess_pairs(seed=7):
         for is_right, guess in ((True, right), (False, wrong)):
-            body = guess + b"|after the pause"
+            body = guess + b"\n|after the pause"
             target = f"/echo?framing={framing}&split={len(guess)}&pause={PAUSE_MS}"
             response = await attacker.send(target, headers=stub_header, body=body)
             assert response.status == 200
             assert response.complete
-            # The agent's own bytes come back as they were; the real value never does.
-            assert body in response.body
             assert all(r.encode().lower() not in response.body.lower() for r in REAL_VALUES)
             seen[is_right].append((response, guess))
+
+    # What comes back is the same for a right and a wrong guess (each guess in its place),
+    # except for the one byte the masker's rule lets a guesser confirm: whether the first
+    # MIN_FRAGMENT bytes are right (a right guess of exactly that length is masked).
+    for (right, right_guess), (wrong, wrong_guess) in zip(seen[True], seen[False], strict=True):
+        k = len(right_guess)
+        if k == MIN_FRAGMENT:
+            assert right_guess not in right.body
+            assert wrong_guess in wrong.body
+            continue
+        blank = b"#" * k
+        assert right.body.replace(right_guess, blank) == wrong.body.replace(wrong_guess, blank)
 
     def before_pause(group: bool) -> list[bool]:
         """Whether the guess was whole in a read before the one bringing what followed the pause."""
         early = []
-        for r, g in seen[group]:
-            end = r.body.find(g) + len(g)
-            early.append(r.arrival[end - 1] < r.arrival[end])
+        for r, _guess in seen[group]:
+            end = r.body.index(b"\n|after the pause") - 1  # the guess's last byte, masked or not
+            early.append(r.arrival[end] < r.arrival[end + 1])
         return early
 
     # On a loaded machine the quiet timer can fire after the pause now and then, for either guess.
@@ -98,7 +109,9 @@ async def test_a_right_guess_arrives_like_a_wrong_one(
         ]
         assert len(differ) <= 2, differ
 
-    times_right = [r.visible_after(g) for r, g in seen[True]]
-    times_wrong = [r.visible_after(g) for r, g in seen[False]]
+    def visible(group: bool) -> list[float]:
+        return [r.arrival[r.body.index(b"\n|after the pause") - 1] for r, _ in seen[group]]
+
+    times_right, times_wrong = visible(True), visible(False)
     p = _mann_whitney_p(times_right, times_wrong)
     assert p > 1e-3, f"timing tells right from wrong (p={p:.2g}): {times_right} vs {times_wrong}"
