@@ -24,8 +24,10 @@ host-deps:
 
 # paddock_testing (testing/) holds the helpers of tests and benchmarks: a distribution of its own,
 # installed only here, so that paddock's wheel and images never hold them.
+# An existing environment is reinstalled into, never re-created: kind/up.sh puts /usr/bin first on
+# PATH, and a second `python3 -m venv` with another interpreter leaves one that cannot start.
 $(STAMP): pyproject.toml testing/pyproject.toml | host-deps
-	$(PYTHON) -m venv $(VENV)
+	[ -x $(BIN)/python ] && $(BIN)/python -c 'import math' 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]' -e ./testing
 	rm -f $(VENV)/.installed-* && touch $@
