@@ -1,48 +1,46 @@
 """Log redaction: no record the vault's process writes holds a real value, whoever logged it.
 
 Messages quote what peers sent (an upstream's error text, a certificate name, an exception), and a
-peer that knows a real value may put it there in any letter case or encoding. The filter sits on
-the process's log handlers, so it sees every record (the vault's, asyncio's, a library's) after its
-arguments are merged and before anything is written.
+peer that knows a real value may put it there in any letter case or encoding. Redaction happens
+where every record is made (the log record factory), so it covers the vault's loggers, asyncio's
+and any library's, handlers added later and loggers that do not propagate, after the record's
+arguments are merged and before any handler sees it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 Redact = Callable[[str], str]
 
 
-class RedactLogs(logging.Filter):
-    """Masks every real value, form or start of one, in each record's message and traceback."""
-
-    def __init__(self, redact: Redact) -> None:
-        super().__init__()
-        self.redact = redact
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record in place; never drops one."""
-        record.msg = self.redact(record.getMessage())
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self.redact(record.stack_info)
-        return True
+def redact_record(record: logging.LogRecord, redact: Redact) -> None:
+    """Rewrite a record in place: its message, traceback and stack masked."""
+    record.msg = redact(record.getMessage())
+    record.args = None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
 
 
 def install(redact: Redact) -> Callable[[], None]:
-    """Put the filter on every handler of the root logger; returns what takes it off again."""
-    handlers = list(logging.getLogger().handlers)
-    guard = RedactLogs(redact)
-    for handler in handlers:
-        handler.addFilter(guard)
+    """Make every new log record redacted; returns what puts the previous factory back."""
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        redact_record(record, redact)
+        return record
+
+    logging.setLogRecordFactory(factory)
 
     def remove() -> None:
-        for handler in handlers:
-            handler.removeFilter(guard)
+        if logging.getLogRecordFactory() is factory:
+            logging.setLogRecordFactory(previous)
 
     return remove

@@ -105,6 +105,26 @@ async def test_log_lines_quoting_a_value_are_masked_whoever_writes_them(
     assert not _leaks(text)
 
 
+async def test_log_lines_are_masked_for_handlers_added_later_and_loggers_that_keep_to_themselves(
+    attacker: Any,
+) -> None:
+    await attacker.send("/echo")
+    caught: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            caught.append(self.format(record))
+
+    quiet = logging.getLogger("a.library.of.its.own")
+    quiet.propagate = False
+    quiet.addHandler(Catch())
+    try:
+        quiet.error("token was %s", GITHUB_REAL.lower())
+    finally:
+        quiet.handlers.clear()
+    assert caught == ["token was " + "*" * len(GITHUB_REAL)]
+
+
 # -- 4. Encodings ---------------------------------------------------------------------------
 
 
