@@ -36,7 +36,7 @@ log "paddock's images"
 make --no-print-directory images >&2
 version=$(chart_app_version charts/paddock/Chart.yaml)
 images=()
-for name in operator gateway vault harness llama-server redis; do
+for name in operator gateway vault harness cni llama-server redis; do
   images+=("paddock/$name:$version")
 done
 
