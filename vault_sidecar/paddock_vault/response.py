@@ -79,13 +79,12 @@ class _Decoder:
             ) from None
         return b"".join(out)
 
-    def finish(self) -> bytes:
-        """What remains at the end of the body; UpstreamError if the stream was cut short."""
+    def finish(self) -> None:
+        """At the end of the body: UpstreamError if the encoded stream was cut short."""
         if self._early or (self._zlib is not None and not self._zlib.eof):
             raise UpstreamError(
                 f"upstream's {self.coding.decode()} body ended early", reason="encoding"
             )
-        return b""
 
 
 def _decoder(headers: list[tuple[bytes, bytes]]) -> _Decoder | None:
@@ -178,13 +177,11 @@ class _Body:
             self._undrained = 0
 
 
-async def _next(
-    ctx: Context, agent: AgentSide, upstream: UpstreamSide, body: _Body | None
-) -> Event:
+async def _next(ctx: Context, agent: AgentSide, upstream: UpstreamSide, body: _Body) -> Event:
     """The next upstream event; while bytes are held and nothing comes, release them on time."""
     wait = upstream.next_event(ctx.settings.upstream_timeout, before_wait=agent.conn)
-    if body is None or not body.masker.holding or upstream.has_event():
-        return await wait
+    if not body.masker.holding or upstream.has_event():
+        return await wait  # nothing held, or the next event is here already: no timer needed
     pending = asyncio.ensure_future(wait)
     try:
         done, _ = await asyncio.wait({pending}, timeout=ctx.settings.scrub_flush_seconds)
@@ -210,7 +207,6 @@ async def relay(
 ) -> tuple[int, bool]:
     """Send upstream's response to the agent; (status, whether the agent connection goes on)."""
     head = await _final_head(ctx, agent, upstream)
-    timeout = ctx.settings.upstream_timeout
     policy = ctx.policy
     masker = ctx.masker()
     headers = [(n, v) for n, v in head.headers if n.lower() not in _DROP]
@@ -229,7 +225,7 @@ async def relay(
     first: Event | None = None
     if decoder is not None:
         # The head waits for the first body bytes, so a body that cannot be decoded is a clean 502.
-        first = await _next(ctx, agent, upstream, None)
+        first = await _next(ctx, agent, upstream, body)  # nothing is held yet
         if isinstance(first, bytes):
             received += len(first)
             first = decoder.decode(first)
@@ -239,13 +235,10 @@ async def relay(
     event: Event | None = None if first is None or isinstance(first, bytes) else first
     while True:
         if event is None:
-            if body.masker.holding and not upstream.has_event():
-                event = await _next(ctx, agent, upstream, body)
-            else:  # nothing held, or the next event is here already: no timer needed
-                event = await upstream.next_event(timeout, before_wait=agent.conn)
+            event = await _next(ctx, agent, upstream, body)
         if event is END:
             if decoder is not None:
-                body.feed(decoder.finish())
+                decoder.finish()
             body.end()
             ctx.metrics.transfer("upstream_received", received)
             return head.status, keep
