@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 
@@ -24,3 +26,23 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def gone(pid: int) -> bool:
+    """Whether no process has this pid any more."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def iptables_commands() -> tuple[str, str]:
+    """(iptables, ip6tables) that work on this kernel, legacy first (no modules to load).
+
+    Fails (not skips) when neither is there: hack/host-deps.sh installs them.
+    """
+    for v4, v6 in (("iptables-legacy", "ip6tables-legacy"), ("iptables", "ip6tables")):
+        if shutil.which(v4) and shutil.which(v6):
+            return v4, v6
+    raise AssertionError("iptables is missing: run hack/host-deps.sh")

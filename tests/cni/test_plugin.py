@@ -23,6 +23,7 @@ import pytest
 
 from paddock import cni, egress
 from paddock.sandbox import HARNESS_UID, VAULT_TRANSPARENT_PORT, VAULT_UID
+from paddock_testing.proc import iptables_commands
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +45,6 @@ def plugin() -> Path:
         pytest.fail("Go is missing: run hack/host-deps.sh")
     out = _run(str(REPO / "hack" / "cni-plugin.sh")).stdout.strip()
     return Path(out)
-
-
-def _iptables() -> tuple[str, str]:
-    for v4, v6 in (("iptables-legacy", "ip6tables-legacy"), ("iptables", "ip6tables")):
-        if shutil.which(v4) and shutil.which(v6):
-            return v4, v6
-    pytest.fail("iptables is missing: run hack/host-deps.sh")
 
 
 @dataclass
@@ -100,7 +94,7 @@ def netns() -> Iterator[Netns]:
 
 def _conf(annotations: dict[str, str] | None, **entry: Any) -> dict[str, Any]:
     """What the runtime hands the plugin: its conflist entry, runtimeConfig and prevResult."""
-    v4, v6 = _iptables()
+    v4, v6 = iptables_commands()
     conf = cni.plugin_entry(iptables=v4, ip6tables=v6) | entry
     conf |= {"cniVersion": "1.0.0", "name": "paddock"}
     conf["prevResult"] = {
@@ -187,7 +181,7 @@ def test_sandbox_pod_gets_the_rules_and_the_result_passes_through(
     added = _invoke(plugin, netns.path, _conf(SANDBOX))
     assert added.returncode == 0, added.stdout + added.stderr
     assert json.loads(added.stdout)["ips"][0]["address"] == f"{POD_IP}/24"
-    v4, _ = _iptables()
+    v4, _ = iptables_commands()
     nat = netns.in_pod(v4, "-w", "-t", "nat", "-S", egress.REDIRECT_CHAIN).stdout
     assert f"--to-ports {VAULT_TRANSPARENT_PORT}" in nat
     assert f"-d {NET_IP}/32 -p tcp -m tcp --dport 53 -j RETURN" in nat  # the Pod's nameserver
@@ -241,7 +235,7 @@ def test_other_pods_are_left_alone(plugin: Path, netns: Netns) -> None:
     for marks in (None, {"app": "web"}):
         added = _invoke(plugin, netns.path, _conf(marks))
         assert added.returncode == 0, added.stdout
-        v4, _ = _iptables()
+        v4, _ = iptables_commands()
         assert egress.REDIRECT_CHAIN not in netns.in_pod(v4, "-w", "-t", "nat", "-S").stdout
     # And the sandbox's own check would stop such a Pod, had it claimed to be a sandbox.
     check = netns.python(AS_HARNESS, "from paddock.egress_check import check; check()")
@@ -275,6 +269,6 @@ def test_the_rules_outlive_a_second_add_and_del_is_harmless(plugin: Path, netns:
     for _ in range(2):
         assert _invoke(plugin, netns.path, _conf(SANDBOX)).returncode == 0
     assert _invoke(plugin, netns.path, _conf(SANDBOX), "DEL").returncode == 0
-    v4, _ = _iptables()
+    v4, _ = iptables_commands()
     rules = netns.in_pod(v4, "-w", "-t", "nat", "-S", "OUTPUT").stdout
     assert rules.count(egress.REDIRECT_CHAIN) == 1

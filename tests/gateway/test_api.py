@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -22,6 +21,7 @@ from paddock.sse import SseParser
 from paddock_gateway.client import GatewayClient
 from paddock_gateway.store import SessionKeys
 from paddock_testing.apiserver import ApiServer
+from paddock_testing.proc import gone
 from paddock_testing.redis import RedisServer
 from paddock_testing.runner import RunnerProcess
 from paddock_testing.wait import wait_for
@@ -289,14 +289,6 @@ async def test_cursor_trimmed_away_gets_reset(
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 async def sse_events(stream: httpx.Response) -> AsyncIterator[Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from paddock.protocol import Message, RunnerEvent, TurnRequest
+from paddock_testing.proc import gone
 from paddock_testing.runner import RunnerProcess, run_turn, runner_events, start_turn, turn_events
 
 pytestmark = pytest.mark.integration
@@ -44,14 +44,6 @@ async def first_output(http: httpx.AsyncClient, turn_id: str) -> RunnerEvent:
             if event.type == "output":
                 return event
     raise AssertionError(f"{turn_id} ended without output")
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @pytest.mark.asyncio

@@ -24,6 +24,7 @@ import pytest
 
 from paddock import egress
 from paddock.sandbox import HARNESS_UID, VAULT_ADMIN_PORT, VAULT_UID
+from paddock_testing.proc import iptables_commands
 from paddock_testing.vault import GITHUB_REAL, GITHUB_STUB, REAL_VALUES, Pki, require
 from paddock_testing.wait import wait_for
 
@@ -40,14 +41,6 @@ AS_HARNESS = ["setpriv", f"--reuid={HARNESS_UID}", f"--regid={HARNESS_UID}", "--
 
 def _run(*cmd: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def _iptables() -> tuple[str, str]:
-    """The iptables flavour that works on this kernel (legacy first: no modules to load)."""
-    for v4, v6 in (("iptables-legacy", "ip6tables-legacy"), ("iptables", "ip6tables")):
-        if shutil.which(v4) and shutil.which(v6):
-            return v4, v6
-    pytest.fail("iptables is missing: run hack/host-deps.sh")
 
 
 @dataclass
@@ -126,7 +119,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     if os.geteuid() != 0:
         pytest.fail("the transparent-mode test needs root (network namespaces, iptables)")
     require("ip", "setpriv", "curl", "bash")
-    v4, v6 = _iptables()
+    v4, v6 = iptables_commands()
     tag = uuid.uuid4().hex[:6]
     pod, net = f"pdk-pod-{tag}", f"pdk-net-{tag}"
     work = tmp_path_factory.mktemp("netns")
@@ -260,7 +253,7 @@ def test_admin_port_closed_to_the_harness(sandbox: Sandbox) -> None:
 
 
 def test_rules_cover_ipv6(sandbox: Sandbox) -> None:
-    v6 = sandbox.in_pod(_iptables()[1] + "-save", check=True).stdout
+    v6 = sandbox.in_pod(iptables_commands()[1] + "-save", check=True).stdout
     assert re.search(r"-A PADDOCK_REDIRECT -p tcp -j REDIRECT --to-ports 15006", v6)
 
 
