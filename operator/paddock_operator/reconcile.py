@@ -32,17 +32,38 @@ from paddock_operator.render import objects
 from paddock_operator.render.pod import pod as render_pod
 from paddock_operator.render.pod import spec_hash
 from paddock_operator.settings import OperatorSettings
-from paddock_operator.status import Observed, find_condition, status
+from paddock_operator.status import (
+    EGRESS_NOT_SET_UP,
+    Observed,
+    age_seconds,
+    egress_failed,
+    egress_passed,
+    find_condition,
+    status,
+)
+
+EGRESS_BACKOFF_FIRST = 10.0
+EGRESS_BACKOFF_MAX = 300.0
+
+
+def egress_backoff(replaced: int) -> float:
+    """Seconds a Pod whose egress was not set up must have existed before it is replaced, after
+    `replaced` such replacements in a row: none for the first (the plugin is most likely back
+    after a rollout), then doubling up to five minutes, like the kubelet's own back-off."""
+    if replaced == 0:
+        return 0.0
+    return float(min(EGRESS_BACKOFF_MAX, EGRESS_BACKOFF_FIRST * 2 ** (replaced - 1)))
 
 
 @dataclass(frozen=True)
 class PodOutcome:
-    """The Pod as it stands after a reconcile, the restart count it implies, and the Events
-    (type, reason, message) to post about what was done."""
+    """The Pod as it stands after a reconcile, the restart count it implies, the Events
+    (type, reason, message) to post about what was done, and when to look again (seconds)."""
 
     pod: Obj | None
     restarts: int
     events: tuple[tuple[str, str, str], ...] = ()
+    retry_after: float | None = None
 
 
 def reported_problem(status: Obj) -> tuple[str, str] | None:
@@ -106,6 +127,8 @@ class Reconciler:
         )
         if problem:
             raise kopf.TemporaryError(problem[1], delay=self.settings.retry_delay)
+        if outcome.retry_after is not None:
+            raise kopf.TemporaryError(EGRESS_NOT_SET_UP[1], delay=outcome.retry_after)
         return written
 
     async def refresh_status(self, ref: AgentRef, body: Obj, pod: Obj) -> None:
@@ -113,6 +136,8 @@ class Reconciler:
         previous = self.memory.status_of(ref, body)
         problem = reported_problem(previous)
         spec = AgentSpec.model_validate(body["spec"])
+        if egress_passed(pod):
+            self.memory.of(ref).egress_replaced = 0
         # The body may predate the last reconcile's status: leave restarts to reconciles.
         await self._write_status(
             ref, spec, pod, restarts=None, problem=problem, previous=previous, body=body
@@ -254,15 +279,32 @@ class Reconciler:
         why = self._replace_reason(existing, spec)
         if why is None:
             return PodOutcome(existing, restarts)
-        restarts += why == "PodFailed"
-        await self.kube.delete(pod_path, uid=meta["uid"])
-        return PodOutcome(None, restarts, (("Normal", "PodDeleted", f"deleted {ref.pod}: {why}"),))
+        return await self._replace_pod(ref, existing, why, restarts)
+
+    async def _replace_pod(self, ref: AgentRef, pod: Obj, why: str, restarts: int) -> PodOutcome:
+        """Delete the Pod (its deletion event brings the next reconcile, which creates it anew);
+        one whose egress was not set up only once its back-off has passed."""
+        event = ("Normal", "PodDeleted", f"deleted {ref.pod}: {why}")
+        if why == EGRESS_NOT_SET_UP[0]:
+            memory = self.memory.of(ref)
+            wait = egress_backoff(memory.egress_replaced) - age_seconds(pod)
+            if wait > 0:
+                return PodOutcome(pod, restarts, retry_after=wait)
+            memory.egress_replaced += 1
+            node = pod.get("spec", {}).get("nodeName", "")
+            event = ("Warning", why, f"{ref.pod} on node {node}: {EGRESS_NOT_SET_UP[1]}")
+        restarts += why in ("PodFailed", EGRESS_NOT_SET_UP[0])
+        pod_path = path("v1", "pods", ref.namespace, ref.pod)
+        await self.kube.delete(pod_path, uid=pod["metadata"]["uid"])
+        return PodOutcome(None, restarts, (event,))
 
     def _replace_reason(self, existing: Obj, spec: AgentSpec) -> str | None:
         if spec.suspend:
             return "Suspended"
         if existing.get("status", {}).get("phase") == "Failed":
             return "PodFailed"
+        if egress_failed(existing):
+            return EGRESS_NOT_SET_UP[0]
         annotations = existing["metadata"].get("annotations") or {}
         if annotations.get(SPEC_HASH) != spec_hash(spec, self.settings):
             return "SpecChanged"

@@ -20,6 +20,7 @@ from paddock_operator.kube.errors import KubeError
 from paddock_operator.memory import AgentKey
 from paddock_operator.names import AgentRef
 from paddock_operator.reconcile import Reconciler, agent_path
+from paddock_operator.status import egress_failed
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,9 @@ class Scheduler:
             return await self.reconciler.reconcile(ref, body)
 
     async def observe_pod(self, body: Obj, pod: Obj, *, deleted: bool) -> None:
-        """A sandbox Pod changed: refresh the status; a Pod that is gone or failed is replaced."""
-        if deleted or pod.get("status", {}).get("phase") == "Failed":
+        """A sandbox Pod changed: refresh the status; a Pod that is gone, failed, or whose egress
+        the node did not set up is replaced."""
+        if deleted or pod.get("status", {}).get("phase") == "Failed" or egress_failed(pod):
             await self.attempt(body)
             return
         ref = agent_ref(body)

@@ -27,11 +27,12 @@ class OperatorSettings(BaseSettings):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     """Pull policy of the images the operator picks (the harness's is the cluster default)."""
 
-    egress_mode: Literal["init-container", "cni"] = "init-container"
-    """How each sandbox's egress redirect is set up: by an init container running as root with
-    NET_ADMIN and NET_RAW (the Pod needs the `privileged` Pod Security level), or by the node's
-    paddock-egress CNI plugin, which the chart's `cni` DaemonSet installs (the Pod holds no
-    privilege and passes `restricted`; a Pod on a node without the plugin does not start)."""
+    egress_mode: Literal["init-container", "cni"] = "cni"
+    """How each sandbox's egress redirect is set up: by the node's paddock-egress CNI plugin,
+    which the chart's `cni` DaemonSet installs (the Pod holds no privilege and passes
+    `restricted`; a Pod on a node without the plugin does not start and is replaced), or by an
+    init container running as root with NET_ADMIN and NET_RAW (the Pod needs the `privileged`
+    Pod Security level), for clusters where no CNI plugin can be installed."""
 
     gateway_selector: dict[str, str] = Field(
         default_factory=lambda: {"app.kubernetes.io/name": "paddock-gateway"}

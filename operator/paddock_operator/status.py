@@ -51,6 +51,36 @@ def _waiting(container: Obj | None, default: str) -> tuple[str, str]:
     return waiting.get("reason") or default, waiting.get("message") or ""
 
 
+def egress_failed(pod: Obj) -> bool:
+    """Whether the Pod's egress-check (CNI mode) has failed: the node's plugin did not set up its
+    network. It never recovers in place: the check runs in the network namespace it was given."""
+    container = _container(pod, sandbox.EGRESS_CHECK_CONTAINER) or {}
+    state = container.get("state") or {}
+    if "waiting" in state:  # between two tries: the last one tells
+        state = container.get("lastState") or {}
+    return bool((state.get("terminated") or {}).get("exitCode", 0))
+
+
+def egress_passed(pod: Obj) -> bool:
+    """Whether the Pod's egress-check (CNI mode) has succeeded."""
+    container = _container(pod, sandbox.EGRESS_CHECK_CONTAINER) or {}
+    terminated = (container.get("state") or {}).get("terminated") or {}
+    return terminated.get("exitCode") == 0
+
+
+def age_seconds(pod: Obj, now: datetime | None = None) -> float:
+    """Seconds since the Pod was created."""
+    created = datetime.fromisoformat(pod["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    return ((now or datetime.now(UTC)) - created).total_seconds()
+
+
+EGRESS_NOT_SET_UP = (
+    "EgressNotSetUp",
+    "the node's paddock-egress CNI plugin did not set up this Pod's network (is the paddock-cni "
+    "DaemonSet ready on its node?); the Pod is replaced",
+)
+
+
 def _credentials(seen: Observed) -> tuple[str, str, str]:
     if seen.credentials_problem:
         return "False", *seen.credentials_problem
@@ -96,6 +126,8 @@ def _ready(seen: Observed) -> tuple[str, str, str]:
     found = _pod_condition(pod, "Ready")
     if found and found.get("status") == "True":
         return "True", "PodReady", "every container is ready"
+    if egress_failed(pod):
+        return "False", *EGRESS_NOT_SET_UP
     harness = _container(pod, sandbox.HARNESS_CONTAINER)
     reason, message = _waiting(harness, "ContainersNotReady")
     return "False", reason, message or "waiting for every container to be ready"

@@ -106,15 +106,67 @@ class Cluster:
             }
             for c in pod["spec"]["containers"]
         ]
+        # The first init container (egress-init or egress-check) done, the vault running.
+        first, *sidecars = pod["spec"]["initContainers"]
+        done = {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": stamp}}
+        init = [
+            {"name": first["name"], "image": first["image"], "imageID": "", "ready": False,
+             "restartCount": 0, "started": False, "state": done},
+            *({"name": c["name"], "image": c["image"], "imageID": "", "ready": ready,
+               "restartCount": 0, "started": True, "state": {"running": {"startedAt": stamp}}}
+              for c in sidecars),
+        ]  # fmt: skip
         status = {
             "phase": phase,
             "conditions": [
                 {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
                 {"type": "Ready", "status": flag, "lastTransitionTime": stamp},
             ],
+            "initContainerStatuses": init,
             "containerStatuses": containers,
         }
         self.kubectl(
             "patch", "pod", pod["metadata"]["name"], "--subresource=status",
             "--type=merge", "-p", json.dumps({"status": status}),
         )  # fmt: skip
+
+    def play_egress_failure(self, agent: str) -> Obj:
+        """Write the status a kubelet reports for a sandbox Pod whose egress-check failed (the
+        node's CNI plugin did not set it up): Pending, the check between two tries. The Pod."""
+        pod = self.pod(agent)
+        if pod is None:
+            raise ApiServerError(f"no sandbox Pod for {agent} to play the kubelet for")
+        stamp = "2026-11-21T00:00:00Z"
+        check = pod["spec"]["initContainers"][0]
+        status = {
+            "phase": "Pending",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
+                {"type": "Initialized", "status": "False", "lastTransitionTime": stamp},
+                {"type": "Ready", "status": "False", "lastTransitionTime": stamp},
+            ],
+            "initContainerStatuses": [
+                {
+                    "name": check["name"],
+                    "image": check["image"],
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 1,
+                    "started": False,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": 1,
+                            "reason": "Error",
+                            "startedAt": stamp,
+                            "finishedAt": stamp,
+                        }
+                    },
+                }
+            ],
+        }
+        self.kubectl(
+            "patch", "pod", pod["metadata"]["name"], "--subresource=status",
+            "--type=merge", "-p", json.dumps({"status": status}),
+        )  # fmt: skip
+        return pod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from kopf.testing import KopfRunner
 
 from paddock import sandbox
 from paddock.kubeobj import Obj
+from paddock_operator.reconcile import EGRESS_BACKOFF_FIRST
 from paddock_testing.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.apiserver
@@ -193,6 +195,47 @@ def test_failed_pod_is_replaced(operator: KopfRunner, cluster: Cluster) -> None:
     again = cluster.wait_pod(name, other_than=pod["metadata"]["uid"])
     assert again["metadata"]["name"] == f"{name}-sandbox"
     wait_for(lambda: cluster.agent_status(name).get("restarts") == 1, "restarts to count 1")
+
+
+def test_a_pod_the_node_did_not_redirect_is_replaced_and_then_less_often(
+    operator: KopfRunner, cluster: Cluster
+) -> None:
+    """CNI mode: a Pod whose egress-check failed (the node's plugin missing when it started)
+    never recovers in its network namespace; the operator replaces it, at once the first time,
+    then only after a back-off, so a node without the plugin is not flooded with Pods."""
+    name = example_agent(ENGINES["llamacpp"])["metadata"]["name"]
+    cluster.apply(*secrets(cluster), example_agent(ENGINES["llamacpp"]))
+    first = cluster.wait_pod(name)
+    assert first["spec"]["initContainers"][0]["name"] == sandbox.EGRESS_CHECK_CONTAINER
+    cluster.play_egress_failure(name)
+    second = cluster.wait_pod(name, other_than=first["metadata"]["uid"])
+    assert cluster.warnings(name + "-sandbox").get("EgressNotSetUp") == 1
+    wait_for(lambda: cluster.agent_status(name).get("restarts") == 1, "restarts to count 1")
+
+    cluster.play_egress_failure(name)
+    wait_for(
+        lambda: cluster.condition(name, "Ready").get("reason") == "EgressNotSetUp",
+        "the Ready condition to say why",
+    )
+    third = cluster.wait_pod(name, other_than=second["metadata"]["uid"])
+    waited = seconds_between(second, third)
+    assert waited >= EGRESS_BACKOFF_FIRST - 1, waited  # creation times are whole seconds
+
+    # Once a Pod's check passes, the next failure is replaced at once again (without the reset,
+    # this one would wait twice the first back-off from the Pod's creation).
+    cluster.play_kubelet(name)
+    wait_for(lambda: cluster.agent_status(name).get("phase") == "Ready", f"{name} Ready")
+    cluster.play_egress_failure(name)
+    started = time.monotonic()
+    cluster.wait_pod(name, other_than=third["metadata"]["uid"])
+    assert time.monotonic() - started < EGRESS_BACKOFF_FIRST
+
+
+def seconds_between(earlier: Obj, later: Obj) -> float:
+    def created(pod: Obj) -> datetime:
+        return datetime.fromisoformat(pod["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+
+    return (created(later) - created(earlier)).total_seconds()
 
 
 def test_spec_change_rolls_the_pod(operator: KopfRunner, cluster: Cluster) -> None:

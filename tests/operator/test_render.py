@@ -26,6 +26,8 @@ pytestmark = pytest.mark.unit
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 REF = AgentRef("coder", "team-a", "00000000-0000-0000-0000-000000000001")
 SETTINGS = OperatorSettings()
+INIT_CONTAINER = OperatorSettings(egress_mode="init-container")
+"""The mode for clusters where no CNI plugin can be installed (CNI mode is the default)."""
 
 
 def spec_of(example: str, **changes: Any) -> AgentSpec:
@@ -105,16 +107,25 @@ def test_every_container_is_locked_down() -> None:
 
 def test_vault_is_a_native_sidecar_after_the_egress_rules() -> None:
     spec = spec_of("llamacpp-agent.yaml")
-    init = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))["spec"]["initContainers"]
+    init = pod(REF, spec, INIT_CONTAINER, reconcile_stubs(spec, {}))["spec"]["initContainers"]
     assert [c["name"] for c in init] == [sandbox.EGRESS_INIT_CONTAINER, sandbox.VAULT_CONTAINER]
     assert init[1]["restartPolicy"] == "Always"
     assert "--to-ports 15006" in init[0]["command"][-1]
+    # CNI mode (the default): the check takes the rules' place, still before the vault.
+    init = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))["spec"]["initContainers"]
+    assert [c["name"] for c in init] == [sandbox.EGRESS_CHECK_CONTAINER, sandbox.VAULT_CONTAINER]
 
 
-def test_trust_bundle_is_public_roots_plus_the_agent_ca_certificate_only() -> None:
+@pytest.mark.parametrize(
+    ("settings", "first"),
+    [(INIT_CONTAINER, sandbox.EGRESS_INIT_CONTAINER), (SETTINGS, sandbox.EGRESS_CHECK_CONTAINER)],
+)
+def test_trust_bundle_is_public_roots_plus_the_agent_ca_certificate_only(
+    settings: OperatorSettings, first: str
+) -> None:
     spec = spec_of("llamacpp-agent.yaml")
-    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
-    init = container(body, sandbox.EGRESS_INIT_CONTAINER)
+    body = pod(REF, spec, settings, reconcile_stubs(spec, {}))
+    init = container(body, first)
     script = init["command"][-1]
     assert f"> {sandbox.CA_CERT_FILE}.tmp" in script
     assert "/etc/ssl/certs/ca-certificates.crt /etc/paddock/agent-ca/agent-ca.crt" in script
@@ -314,17 +325,20 @@ def test_nothing_is_opened_by_default_and_upgrading_rolls_no_pod() -> None:
     config = objects.vault_config_map(REF, spec, {"GITHUB_TOKEN": "s"}, b"x", SETTINGS)
     assert set(config["data"]) == {"config.json", "agent-ca.crt"}
     assert len(objects.network_policy(REF, SETTINGS)["spec"]["egress"]) == 2
-    # The hash the operator of the previous release wrote, from the settings it had: unchanged,
-    # so a new operator leaves running Pods alone.
+    # The hash the operator of the first release wrote, from the settings it had: unchanged where
+    # the Pod is (init-container mode, which that release had), so a new operator leaves those
+    # Pods alone; the new default, CNI mode, rolls them into it.
     before = {
         k: v
-        for k, v in SETTINGS.model_dump(mode="json").items()
+        for k, v in INIT_CONTAINER.model_dump(mode="json").items()
         if k not in ("internal_networks", "upstream_ca_bundle", "egress_mode")
     }
     material = [spec.model_dump(mode="json", exclude={"suspend", "workspace"}), before]
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
-    assert spec_hash(spec, SETTINGS) == digest
-    assert spec_hash(spec, OPENED) != digest  # opening a network rolls the Pods into it
+    assert spec_hash(spec, INIT_CONTAINER) == digest
+    assert spec_hash(spec, SETTINGS) != digest
+    opened = OPENED.model_copy(update={"egress_mode": "init-container"})
+    assert spec_hash(spec, opened) != digest  # opening a network rolls the Pods into it
 
 
 def test_network_policy_opens_the_internal_networks() -> None:
@@ -407,13 +421,12 @@ def test_cni_mode_pod_holds_no_privilege_and_names_the_nodes_script() -> None:
 
 def test_init_container_mode_carries_no_cni_annotation() -> None:
     spec = spec_of("llamacpp-agent.yaml")
-    body = pod(REF, spec, SETTINGS, reconcile_stubs(spec, {}))
+    body = pod(REF, spec, INIT_CONTAINER, reconcile_stubs(spec, {}))
     assert cni.ANNOTATION not in body["metadata"]["annotations"]
 
 
 def test_egress_mode_replaces_pods_only_when_changed() -> None:
     spec = spec_of("llamacpp-agent.yaml")
-    explicit = OperatorSettings(egress_mode="init-container")
-    # Upgrading the operator (the setting at its default) replaces no sandbox Pod.
-    assert spec_hash(spec, explicit) == spec_hash(spec, SETTINGS)
-    assert spec_hash(spec, CNI) != spec_hash(spec, SETTINGS)
+    assert SETTINGS.egress_mode == "cni"  # the default
+    assert spec_hash(spec, CNI) == spec_hash(spec, SETTINGS)
+    assert spec_hash(spec, INIT_CONTAINER) != spec_hash(spec, SETTINGS)

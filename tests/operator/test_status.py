@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from paddock_operator.status import Observed, conditions, phase, status
+from paddock_operator.reconcile import EGRESS_BACKOFF_MAX, egress_backoff
+from paddock_operator.status import (
+    Observed,
+    conditions,
+    egress_failed,
+    egress_passed,
+    phase,
+    status,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -109,3 +117,47 @@ def test_status_body_carries_pod_endpoint_and_restarts() -> None:
     assert body["endpoint"] == "http://coder.ns.svc:7000"
     assert body["restarts"] == 2
     assert body["observedGeneration"] == 3
+
+
+def with_check(state: dict[str, Any], last: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Pending sandbox Pod whose egress-check (CNI mode) is in `state`."""
+    pod = running_pod(ready=False)
+    pod["status"]["phase"] = "Pending"
+    check = {"name": "egress-check", "state": state, "lastState": last or {}}
+    pod["status"]["initContainerStatuses"] = [check]
+    return pod
+
+
+FAILED = {"terminated": {"exitCode": 1}}
+PASSED = {"terminated": {"exitCode": 0}}
+BACKING_OFF = {"waiting": {"reason": "CrashLoopBackOff"}}
+
+
+@pytest.mark.parametrize(
+    ("state", "last", "failed", "passed"),
+    [
+        (FAILED, None, True, False),
+        (BACKING_OFF, FAILED, True, False),  # between two tries: the last one tells
+        (PASSED, FAILED, False, True),  # it failed once, then passed
+        ({"running": {}}, None, False, False),
+        ({"waiting": {"reason": "PodInitializing"}}, None, False, False),
+    ],
+)
+def test_a_failed_egress_check_is_told_apart(
+    state: dict[str, Any], last: dict[str, Any] | None, failed: bool, passed: bool
+) -> None:
+    pod = with_check(state, last)
+    assert egress_failed(pod) is failed
+    assert egress_passed(pod) is passed
+    assert not egress_failed(running_pod(ready=True))  # init-container mode: no check at all
+
+
+def test_the_ready_condition_says_the_node_did_not_set_up_the_egress() -> None:
+    ready = by_type(seen(with_check(BACKING_OFF, FAILED)))["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "EgressNotSetUp")
+    assert "paddock-cni DaemonSet" in ready["message"]
+
+
+def test_egress_replacements_back_off_like_the_kubelet() -> None:
+    assert [egress_backoff(n) for n in range(7)] == [0, 10, 20, 40, 80, 160, 300]
+    assert egress_backoff(50) == EGRESS_BACKOFF_MAX

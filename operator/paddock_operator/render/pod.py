@@ -210,15 +210,18 @@ def _volumes(ref: AgentRef, spec: AgentSpec, settings: OperatorSettings) -> list
     return volumes
 
 
-# Settings added after the first release: they count only when set, so that upgrading the operator
-# does not replace every sandbox Pod of the cluster.
-_HASHED_WHEN_SET = ("internal_networks", "upstream_ca_bundle", "egress_mode")
+# Settings added after the first release, with what that release did: they count only where they
+# differ from it, so that upgrading the operator replaces no sandbox Pod that would not change.
+_ADDED_LATER: dict[str, object] = {
+    "internal_networks": [],
+    "upstream_ca_bundle": "",
+    "egress_mode": "init-container",
+}
 
 
 def spec_hash(spec: AgentSpec, settings: OperatorSettings) -> str:
     """A digest of everything the Pod is rendered from: a change means the Pod must be replaced."""
-    fields = OperatorSettings.model_fields
-    unset = {name for name in _HASHED_WHEN_SET if getattr(settings, name) == fields[name].default}
+    unset = {name for name, was in _ADDED_LATER.items() if getattr(settings, name) == was}
     material = json.dumps(
         [
             spec.model_dump(mode="json", exclude={"suspend", "workspace"}),
