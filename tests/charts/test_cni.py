@@ -15,8 +15,18 @@ CNI = {"operator": {"sandboxEgressMode": "cni"}}
 
 
 def test_init_container_mode_deploys_no_node_component(chart: Any) -> None:
-    rendered = chart.render()
+    rendered = chart.render({"operator": {"sandboxEgressMode": "init-container"}})
     assert rendered.all("DaemonSet") == []
+
+
+def test_cni_mode_is_the_default_and_a_second_release_can_leave_the_installer_out(
+    chart: Any,
+) -> None:
+    assert chart.render().find("DaemonSet", "cni")["metadata"]["namespace"] == "kube-system"
+    rendered = chart.render({"cni": {"install": False}})
+    assert rendered.all("DaemonSet") == []
+    (operator,) = rendered.find("Deployment", "operator")["spec"]["template"]["spec"]["containers"]
+    assert rendered.env(operator)["PADDOCK_OPERATOR_EGRESS_MODE"] == "cni"
 
 
 def test_cni_mode_tells_the_operator_and_deploys_the_installer_on_every_node(chart: Any) -> None:
