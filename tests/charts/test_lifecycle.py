@@ -109,8 +109,12 @@ def test_install_upgrade_uninstall_leave_only_the_crd_and_the_kept_claim(
         "Deployment", "StatefulSet", "Service", "Secret", "ConfigMap", "NetworkPolicy",
         "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
     }  # fmt: skip
+    node_agents = Cluster(apiserver, "kube-system")  # the CNI installer's namespace
     for kind, name in installed:
-        assert cluster.get(kind, name) is not None, f"{kind}/{name}"
+        where = node_agents if kind == "DaemonSet" else cluster
+        assert where.get(kind, name) is not None, f"{kind}/{name}"
+    installer = f"{release}-paddock-cni"
+    assert ("DaemonSet", installer) in installed
     redis = f"{release}-paddock-redis"
     statefulset = cluster.get("statefulset", redis)
     assert statefulset is not None
@@ -133,6 +137,7 @@ def test_install_upgrade_uninstall_leave_only_the_crd_and_the_kept_claim(
     for kind in ("clusterrole", "clusterrolebinding"):
         for name in (gateway, f"{release}-paddock-operator"):
             assert apiserver.kubectl("get", kind, name, check=False).returncode != 0, name
+    assert node_agents.get("daemonset", installer) is None
     assert apiserver.kubectl("get", "crd", "agents.paddock.dev").returncode == 0
 
 

@@ -209,7 +209,7 @@ def test_a_pod_the_node_did_not_redirect_is_replaced_and_then_less_often(
     assert first["spec"]["initContainers"][0]["name"] == sandbox.EGRESS_CHECK_CONTAINER
     cluster.play_egress_failure(name)
     second = cluster.wait_pod(name, other_than=first["metadata"]["uid"])
-    assert cluster.warnings(name + "-sandbox").get("EgressNotSetUp") == 1
+    wait_for(lambda: cluster.warnings(name).get("EgressNotSetUp") == 1, "a Warning on the Agent")
     wait_for(lambda: cluster.agent_status(name).get("restarts") == 1, "restarts to count 1")
 
     cluster.play_egress_failure(name)
