@@ -62,11 +62,15 @@ def _egress(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _egress_check(_args: argparse.Namespace) -> int:
+def _egress_check(args: argparse.Namespace) -> int:
     from paddock import egress_check  # noqa: PLC0415
 
+    if args.port is None:
+        from paddock.sandbox import VAULT_TRANSPARENT_PORT  # noqa: PLC0415
+
+        args.port = VAULT_TRANSPARENT_PORT
     try:
-        egress_check.check()
+        egress_check.check(port=args.port)
     except egress_check.NotRedirectedError as error:
         sys.stderr.write(f"paddock egress-check: {error}\n")
         return 1
@@ -160,6 +164,9 @@ def parser() -> argparse.ArgumentParser:
     egress.set_defaults(run=_egress)
     check = commands.add_parser(
         "egress-check", help="exit 1 unless this Pod's outbound TCP is redirected (CNI mode)"
+    )
+    check.add_argument(
+        "--port", type=int, default=None, help="the vault's transparent port (default: 15006)"
     )
     check.set_defaults(run=_egress_check)
     install = commands.add_parser(

@@ -12,7 +12,8 @@ from __future__ import annotations
 import socket
 from typing import Final
 
-from paddock.sandbox import VAULT_TRANSPARENT_PORT
+# Nothing of paddock's is imported: the check runs at every sandbox's start, before the vault, and
+# pydantic (paddock.sandbox) alone would double its time. The operator passes the port.
 
 PROBE_ADDRESS: Final = ("192.0.2.1", 9)  # TEST-NET-1 (RFC 5737): never a real destination
 
@@ -21,7 +22,7 @@ class NotRedirectedError(Exception):
     """The Pod's outbound TCP does not reach the vault's transparent port."""
 
 
-def check(*, port: int = VAULT_TRANSPARENT_PORT, timeout: float = 3.0) -> None:
+def check(*, port: int, timeout: float = 3.0) -> None:
     """Raises NotRedirectedError unless a connection to PROBE_ADDRESS lands on this Pod's `port`."""
     with socket.create_server(("127.0.0.1", port)) as listener:
         listener.settimeout(timeout)

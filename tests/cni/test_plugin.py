@@ -192,7 +192,7 @@ def test_every_user_but_the_vault_is_redirected_to_the_vault_port(
 ) -> None:
     assert _invoke(plugin, netns.path, _conf(SANDBOX)).returncode == 0
     # The unprivileged check the init container runs: its connection came back to its listener.
-    check = netns.python(AS_HARNESS, "from paddock.egress_check import check; check()")
+    check = netns.python(AS_HARNESS, "from paddock.egress_check import check; check(port=15006)")
     assert check.returncode == 0, check.stderr
     listener = _listen_in(netns.net, "tcp", 8443)
     try:
@@ -238,7 +238,7 @@ def test_other_pods_are_left_alone(plugin: Path, netns: Netns) -> None:
         v4, _ = iptables_commands()
         assert egress.REDIRECT_CHAIN not in netns.in_pod(v4, "-w", "-t", "nat", "-S").stdout
     # And the sandbox's own check would stop such a Pod, had it claimed to be a sandbox.
-    check = netns.python(AS_HARNESS, "from paddock.egress_check import check; check()")
+    check = netns.python(AS_HARNESS, "from paddock.egress_check import check; check(port=15006)")
     assert check.returncode != 0
     assert "did not set up this Pod" in check.stderr
 

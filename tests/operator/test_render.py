@@ -406,7 +406,7 @@ def test_cni_mode_pod_holds_no_privilege_and_names_the_nodes_script() -> None:
         sandbox.EGRESS_CHECK_CONTAINER,
         sandbox.VAULT_CONTAINER,
     ]
-    assert init[0]["command"][-1].endswith("exec paddock egress-check\n")
+    assert init[0]["command"][-1].endswith("exec paddock egress-check --port 15006\n")
     for c in init + body["spec"]["containers"]:
         ctx = c["securityContext"]
         assert ctx["runAsNonRoot"] is True, c["name"]

@@ -165,7 +165,11 @@ def egress_check_container(settings: OperatorSettings) -> Obj:
         "name": sandbox.EGRESS_CHECK_CONTAINER,
         "image": settings.vault_image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": ["/bin/sh", "-c", trust_script() + "exec paddock egress-check\n"],
+        "command": [
+            "/bin/sh",
+            "-c",
+            trust_script() + f"exec paddock egress-check --port {sandbox.VAULT_TRANSPARENT_PORT}\n",
+        ],
         "volumeMounts": [
             {"name": "trust", "mountPath": sandbox.CA_CERT_DIR},
             {"name": "vault-config", "mountPath": AGENT_CA_DIR, "readOnly": True},
