@@ -59,17 +59,36 @@ log "loading images into the cluster"
 loaded=$(kind load docker-image --name "$CLUSTER" "${images[@]}" 2>&1) || { echo "$loaded" >&2; exit 1; }
 
 log "installing the chart (release $RELEASE in $SYSTEM_NAMESPACE)"
+# --reset-then-reuse-values: the chart's new defaults, with the values set on the release since
+# (the credentials tests set sandboxInternalNetworks and sandboxUpstreamCABundle) kept.
 helm upgrade --install "$RELEASE" charts/paddock --namespace "$SYSTEM_NAMESPACE" \
   --create-namespace --reset-then-reuse-values --values kind/values-dev.yaml --wait --timeout 5m >/dev/null
+# The chart deploys the CNI installer exactly when sandboxes are in CNI mode (the default).
+mode=init-container
+if kubectl -n kube-system get daemonset "$RELEASE-cni" >/dev/null 2>&1; then mode=cni; fi
 if grep -q "not yet present" <<<"$loaded"; then
-  # A rebuilt image under the same tag: roll the Deployments so they run what was just loaded.
-  log "new images: restarting the operator and gateway"
+  # A rebuilt image under the same tag: roll the Deployments (and the CNI installer, which holds
+  # the plugin binary) so they run what was just loaded.
+  log "new images: restarting the operator, the gateway and the CNI installer"
   kubectl -n "$SYSTEM_NAMESPACE" rollout restart deployment >/dev/null
+  if [ "$mode" = cni ]; then
+    kubectl -n kube-system rollout restart daemonset "$RELEASE-cni" >/dev/null
+    kubectl -n kube-system rollout status daemonset "$RELEASE-cni" --timeout 5m >/dev/null
+  fi
   kubectl -n "$SYSTEM_NAMESPACE" rollout status deployment --timeout 5m >/dev/null
 fi
 
 [ "$EXAMPLE" = 1 ] || exit 0
 log "example Agent: models volume, a placeholder GitHub token, examples/llamacpp-agent.yaml"
+kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+if [ "$mode" = cni ]; then
+  # Sandboxes hold no privilege in CNI mode: the example runs where `restricted` is enforced.
+  kubectl label namespace "$NAMESPACE" --overwrite pod-security.kubernetes.io/enforce=restricted \
+    pod-security.kubernetes.io/enforce-version=latest >/dev/null
+else  # init-container mode: its root NET_ADMIN container needs `privileged`
+  kubectl label namespace "$NAMESPACE" pod-security.kubernetes.io/enforce- \
+    pod-security.kubernetes.io/enforce-version- >/dev/null
+fi
 kubectl -n "$NAMESPACE" apply -f examples/kind/models.yaml >/dev/null
 kubectl -n "$NAMESPACE" wait --for=condition=complete job/paddock-models-tiny --timeout 5m >/dev/null
 kubectl -n "$NAMESPACE" get secret github >/dev/null 2>&1 ||

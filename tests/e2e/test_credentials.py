@@ -87,6 +87,17 @@ class Server(http.server.ThreadingHTTPServer):
         pass
 
 
+def datagrams():  # UDP on the same port: one JSON line per datagram received
+    import socket
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("", 8443))
+    while True:
+        data, _ = udp.recvfrom(2048)
+        print(json.dumps({"server": NAME, "udp": data.decode(errors="replace")}), flush=True)
+
+
+import threading
+threading.Thread(target=datagrams, daemon=True).start()
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain("/tls/tls.crt", "/tls/tls.key")
 server = Server(("", 8443), Handler)
@@ -187,10 +198,17 @@ class Internal:
     ca: pki.KeyPair
     api_pod_ip: str
 
-    def received(self, kind: Kind, pod: str) -> list[dict[str, str]]:
-        """Every request the server Pod has logged, oldest first."""
+    def logged(self, kind: Kind, pod: str) -> list[dict[str, str]]:
         out = kind.kubectl("logs", pod, namespace=API_NAMESPACE).stdout
         return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+    def received(self, kind: Kind, pod: str) -> list[dict[str, str]]:
+        """Every HTTPS request the server Pod has logged, oldest first."""
+        return [r for r in self.logged(kind, pod) if "udp" not in r]
+
+    def datagrams(self, kind: Kind, pod: str) -> list[str]:
+        """Every UDP datagram the server Pod has received, oldest first."""
+        return [r["udp"] for r in self.logged(kind, pod) if "udp" in r]
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +308,8 @@ def sandboxes_may_reach_the_internal_pods(namespace: str) -> dict[str, Any]:
                             "podSelector": {"matchLabels": SERVER_LABELS},
                         }
                     ],
-                    "ports": [{"protocol": "TCP", "port": 8443}],
+                    # UDP too: only the sandbox's own egress rules then stand in its way.
+                    "ports": [{"protocol": p, "port": 8443} for p in ("TCP", "UDP")],
                 }
             ],
         },
@@ -330,6 +349,11 @@ def sandbox(kind: Kind, internal: Internal, opened: None) -> Iterator[Sandbox]:
     """An Agent with a key for `api` and one for `other`, allowed to reach `open`, and Ready."""
     namespace = f"e2e-cred-{uuid.uuid4().hex[:8]}"
     kind.kubectl("create", "namespace", namespace)
+    # Sandboxes hold no privilege (CNI mode, the default): the namespace enforces `restricted`.
+    kind.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )  # fmt: skip
     real = {
         "API_KEY": f"sk_real_api_{uuid.uuid4().hex}",
         "OTHER_KEY": f"sk_real_other_{uuid.uuid4().hex}",
@@ -504,3 +528,65 @@ def test_a_connection_that_ignores_the_proxy_does_not_get_out(
     carrying = [r for r in received if sandbox.real["API_KEY"] in r["authorization"]]
     assert carrying
     assert all(r["path"].startswith("/explicit-") for r in carrying), carrying
+
+
+SEND_DATAGRAM = (
+    "import socket, sys; "
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+    "[s.sendto(sys.argv[1].encode(), (sys.argv[2], 8443)) for _ in range(3)]"
+)
+
+
+def test_udp_other_than_dns_does_not_get_out(
+    kind: Kind, internal: Internal, sandbox: Sandbox
+) -> None:
+    # A Pod beside the sandbox, with the sandbox's labels (so the same NetworkPolicies) but no
+    # egress rules of its own: its datagrams arrive, so the network itself lets UDP through.
+    control = marker("udp-control").strip("/")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "udp-control", "labels": {"app.kubernetes.io/name": "paddock-agent"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "send",
+                    "image": HARNESS_IMAGE,
+                    "command": ["python3", "-c", SEND_DATAGRAM, control, internal.api_pod_ip],
+                    "resources": {"requests": {"cpu": "1m", "memory": "16Mi"}},
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+    kind.apply(pod, namespace=sandbox.namespace)
+    wait_until(
+        lambda: control in internal.datagrams(kind, "api") or None,
+        "the control Pod's datagram to arrive",
+        90,
+    )
+    # The harness sends the same way, straight to the API's Pod: the sandbox's rules reject it.
+    attempt = marker("udp-from-sandbox").strip("/")
+    script = f"python3 -c '{SEND_DATAGRAM}' {attempt} {internal.api_pod_ip}; echo sent"
+    done = sandbox.harness(script)
+    assert done.stdout.strip().endswith("sent"), done.stderr
+    # DNS still answers (names resolve through the Pod's nameserver)...
+    resolved = sandbox.harness(f"getent hosts {host('api')}")
+    assert SERVICE_IPS["api"] in resolved.stdout, resolved.stderr
+    # ...and a second control datagram, sent after the sandbox's, arrives while its never does.
+    later = marker("udp-control-later").strip("/")
+    kind.kubectl("delete", "pod", "udp-control", namespace=sandbox.namespace)
+    pod["spec"]["containers"][0]["command"][-2] = later
+    kind.apply(pod, namespace=sandbox.namespace)
+    wait_until(lambda: later in internal.datagrams(kind, "api") or None, "the later datagram", 90)
+    assert attempt not in internal.datagrams(kind, "api")

@@ -50,6 +50,7 @@ def install(kind: Kind, *values: str) -> None:
     helm(
         kind, "upgrade", "--install", RELEASE, CHART, "--create-namespace", "--wait",
         "--timeout=5m", "--set", f"operator.namespaces={{{AGENTS}}}", "--set", "gateway.replicas=1",
+        "--set", "cni.install=false",  # the main release's installer serves the node
         *SMALL, *values,
     )  # fmt: skip
 
