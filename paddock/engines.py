@@ -106,7 +106,7 @@ def llama_server(spec: ModelSpec) -> Engine:
         env={"LLAMA_CACHE": LLAMA_CACHE_DIR},
         gpus=spec.gpus or 0,
         # The router answers /health at once; models load later, through its API.
-        startup=Probe(period_s=2, failure_threshold=60),
+        startup=Probe(period_s=1, failure_threshold=120),
         readiness=Probe(period_s=5, failure_threshold=3),
         liveness=Probe(period_s=10, failure_threshold=6),
     )

@@ -66,7 +66,9 @@ def harness_container(spec: AgentSpec, stubs: dict[str, str]) -> Obj:
                 "protocol": "TCP",
             }
         ],
-        "startupProbe": _runner_probe(period=2, failures=90),
+        # Startup probes every second (the same 3 minutes in all): the Pod is Ready up to a
+        # period sooner, and startup probes stop once they pass.
+        "startupProbe": _runner_probe(period=1, failures=180),
         "readinessProbe": _runner_probe(period=10, failures=3),
         "resources": harness.resources.model_dump(exclude_defaults=True),
         "volumeMounts": [
@@ -100,7 +102,7 @@ def vault_env(settings: OperatorSettings) -> list[Obj]:
 
 def vault_container(settings: OperatorSettings) -> Obj:
     """The vault, a native sidecar: it starts (and is ready) before the others, and stays."""
-    probe = {"httpGet": {"path": "/healthz", "port": "vault-admin"}, "periodSeconds": 2}
+    probe = {"httpGet": {"path": "/healthz", "port": "vault-admin"}, "periodSeconds": 1}
     mounts = [
         {"name": "vault-config", "mountPath": sandbox.VAULT_CONFIG_FILE.rsplit("/", 1)[0]},
         {"name": "vault-ca", "mountPath": sandbox.VAULT_CA_DIR, "readOnly": True},
@@ -119,7 +121,7 @@ def vault_container(settings: OperatorSettings) -> Obj:
             {"name": "vault-proxy", "containerPort": sandbox.VAULT_PROXY_PORT},
             {"name": "vault-admin", "containerPort": sandbox.VAULT_ADMIN_PORT},
         ],
-        "startupProbe": probe | {"failureThreshold": 30},
+        "startupProbe": probe | {"failureThreshold": 60},  # the others wait on it: every second
         "readinessProbe": probe | {"periodSeconds": 10},
         "volumeMounts": mounts,
         "securityContext": restricted(sandbox.VAULT_UID),
