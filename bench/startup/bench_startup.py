@@ -1,0 +1,271 @@
+"""Benchmark: apply → Ready of a cold Agent on the kind cluster, step by step, per egress mode.
+
+    python bench/startup/bench_startup.py [--runs 10] [--modes cni,init-container]
+
+Needs the cluster `make dev` made. For each mode in turn it sets the release's
+operator.sandboxEgressMode (helm upgrade --reuse-values; the mode the release had is put back at
+the end), then applies the example llama.cpp Agent (tiny model) --runs times, one at a time, in a
+namespace of its own (no Pod Security level enforced, so both modes run there), and deletes it
+after each run. The example Agent `coder` is suspended meanwhile, so the bench's Agent has the
+node to itself as a new user's would, and resumed at the end.
+
+apply → Ready is timed here (polled every 50 ms); the steps in between come from the Pod's own
+timestamps, which the API server keeps in whole seconds. Prints one table: p50 and p99 of each
+step per mode, and the ratio of the modes' p50s (the first mode over the second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "paddock-bench"
+SYSTEM_NAMESPACE = "paddock-system"
+RELEASE = "paddock"
+EXAMPLE = ("default", "coder")
+CHART = REPO / "charts" / "paddock"
+Obj = dict[str, Any]
+
+STEPS = (
+    "pod created",
+    "pod scheduled",
+    "egress set up",
+    "vault started",
+    "harness started",
+    "pod ready",
+    "agent ready",
+)
+
+
+def tools() -> dict[str, str]:
+    """kubectl and helm as make dev built them (hack/kube-binaries.sh, kind/tools.sh)."""
+    found: dict[str, str] = {}
+    for script in ("hack/kube-binaries.sh", "kind/tools.sh"):
+        out = subprocess.run(
+            [str(REPO / script)], capture_output=True, text=True, check=True, cwd=REPO
+        ).stdout
+        for line in out.splitlines():
+            if line.startswith("export ") and "=" in line:
+                key, _, value = line[len("export ") :].partition("=")
+                found[key] = value.strip("'\"")
+    return found
+
+
+@dataclass
+class Cluster:
+    kubectl_bin: str
+    helm_bin: str
+    context: str = "kind-paddock"
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        done = subprocess.run(
+            [self.kubectl_bin, "--context", self.context, *args],
+            input=stdin, capture_output=True, text=True, check=False, timeout=600,
+        )  # fmt: skip
+        if check and done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr}")
+        return done.stdout
+
+    def get(self, *args: str) -> Obj | None:
+        out = self.kubectl("get", *args, "-o", "json", check=False)
+        return json.loads(out) if out else None
+
+    def helm(self, *args: str) -> str:
+        return subprocess.run(
+            [self.helm_bin, "--kube-context", self.context, *args],
+            capture_output=True, text=True, check=True, timeout=900,
+        ).stdout  # fmt: skip
+
+
+def stamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def condition_time(pod: Obj, kind: str) -> float | None:
+    for c in pod.get("status", {}).get("conditions", []):
+        if c["type"] == kind and c["status"] == "True":
+            return stamp(c["lastTransitionTime"])
+    return None
+
+
+def started(pod: Obj, name: str, *, finished: bool = False) -> float | None:
+    status = pod.get("status", {})
+    for c in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
+        if c["name"] == name:
+            state = c.get("state", {})
+            if finished:
+                return stamp(state["terminated"]["finishedAt"]) if "terminated" in state else None
+            for key in ("running", "terminated"):
+                if key in state:
+                    return stamp(state[key]["startedAt"])
+    return None
+
+
+@dataclass
+class Run:
+    steps: dict[str, float] = field(default_factory=dict)
+
+
+def one_run(cluster: Cluster, agent: Obj, index: int) -> Run:
+    name = f"bench-{index}"
+    body = json.loads(json.dumps(agent))
+    body["metadata"] = {"name": name, "namespace": NAMESPACE}
+    applied = time.time()
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(body))
+    deadline = time.monotonic() + 600
+    while True:
+        status = (cluster.get("agent", name, "-n", NAMESPACE) or {}).get("status") or {}
+        if status.get("phase") == "Ready":
+            ready = time.time()
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Agent {name} not Ready after 600 s: {status}")
+        time.sleep(0.05)
+    pod = cluster.get("pod", f"{name}-sandbox", "-n", NAMESPACE) or {}
+    egress = pod["spec"]["initContainers"][0]["name"]
+    # The Agent's creation time is whole seconds too: the steps are measured from it, and
+    # "agent ready" from the moment of applying.
+    created = stamp(
+        (cluster.get("agent", name, "-n", NAMESPACE) or {})["metadata"]["creationTimestamp"]
+    )
+    points = {
+        "pod created": stamp(pod["metadata"]["creationTimestamp"]),
+        "pod scheduled": condition_time(pod, "PodScheduled"),
+        "egress set up": started(pod, egress, finished=True),
+        "vault started": started(pod, "vault"),
+        "harness started": started(pod, "harness"),
+        "pod ready": condition_time(pod, "Ready"),
+    }
+    run = Run({k: v - created for k, v in points.items() if v is not None})
+    run.steps["agent ready"] = ready - applied
+    cluster.kubectl("delete", "agent", name, "-n", NAMESPACE, "--wait=true", "--timeout=300s")
+    cluster.kubectl(
+        "wait", "pod", f"{name}-sandbox", "-n", NAMESPACE, "--for=delete", "--timeout=300s",
+        check=False,
+    )  # fmt: skip
+    return run
+
+
+def set_mode(cluster: Cluster, mode: str) -> None:
+    cluster.helm(
+        "upgrade", RELEASE, str(CHART), "-n", SYSTEM_NAMESPACE, "--reuse-values",
+        "--set", f"operator.sandboxEgressMode={mode}", "--wait", "--timeout=5m",
+    )  # fmt: skip
+    cluster.kubectl("rollout", "status", "deployment", "-n", SYSTEM_NAMESPACE, "--timeout=300s")
+
+
+def current_mode(cluster: Cluster) -> str:
+    values = json.loads(
+        cluster.helm("get", "values", RELEASE, "-n", SYSTEM_NAMESPACE, "-a", "-o", "json")
+    )
+    return str(values["operator"]["sandboxEgressMode"])
+
+
+def suspend_example(cluster: Cluster, suspend: bool) -> None:
+    namespace, name = EXAMPLE
+    if cluster.get("agent", name, "-n", namespace) is None:
+        return
+    patch = json.dumps({"spec": {"suspend": suspend}})
+    cluster.kubectl("patch", "agent", name, "-n", namespace, "--type=merge", "-p", patch)
+    if suspend:
+        cluster.kubectl(
+            "wait", "pod", f"{name}-sandbox", "-n", namespace, "--for=delete", "--timeout=300s",
+            check=False,
+        )  # fmt: skip
+
+
+def prepare(cluster: Cluster) -> Obj:
+    """The bench's namespace with the tiny models, and the example Agent to apply."""
+    if cluster.get("namespace", NAMESPACE) is None:
+        cluster.kubectl("create", "namespace", NAMESPACE)
+    models = (REPO / "examples" / "kind" / "models.yaml").read_text()
+    cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=models)
+    cluster.kubectl(
+        "wait", "-n", NAMESPACE, "--for=condition=complete", "job/paddock-models-tiny",
+        "--timeout=300s",
+    )  # fmt: skip
+    if cluster.get("secret", "github", "-n", NAMESPACE) is None:
+        cluster.kubectl(
+            "create", "secret", "generic", "github", "-n", NAMESPACE,
+            "--from-literal=token=ghp_bench_placeholder_0000000000000000",
+        )  # fmt: skip
+    import yaml  # noqa: PLC0415 - a dev dependency, only here
+
+    docs = yaml.safe_load_all((REPO / "examples" / "llamacpp-agent.yaml").read_text())
+    agent: Obj = next(d for d in docs if d and d["kind"] == "Agent")
+    return agent
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def report(results: dict[str, list[Run]]) -> str:
+    modes = list(results)
+    head = f"{'step (s from apply)':<20}" + "".join(
+        f"{m + ' p50':>20}{m + ' p99':>20}" for m in modes
+    )
+    if len(modes) == 2:
+        head += f"{'p50 ' + modes[0] + '/' + modes[1]:>34}"
+    lines = [head]
+    for step in STEPS:
+        row = f"{step:<20}"
+        p50s = []
+        for mode in modes:
+            values = [r.steps[step] for r in results[mode] if step in r.steps]
+            if values:
+                p50s.append(statistics.median(values))
+                row += f"{p50s[-1]:>20.2f}{quantile(values, 0.99):>20.2f}"
+            else:
+                row += f"{'-':>20}{'-':>20}"
+        if len(p50s) == 2 and p50s[1] > 0:
+            row += f"{p50s[0] / p50s[1]:>33.2f}x"
+        lines.append(row)
+    runs = ", ".join(f"{m}: {len(results[m])} runs" for m in modes)
+    lines.append(f"({runs}; steps from the Pod's timestamps, whole seconds; agent ready polled)")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--modes", default="cni,init-container")
+    args = parser.parse_args()
+    env = tools()
+    cluster = Cluster(env["PADDOCK_KUBECTL"], env["PADDOCK_HELM"])
+    os.environ.setdefault("KUBECONFIG", str(Path.home() / ".kube" / "config"))
+    had = current_mode(cluster)
+    agent = prepare(cluster)
+    results: dict[str, list[Run]] = {}
+    suspend_example(cluster, True)
+    try:
+        for mode in args.modes.split(","):
+            set_mode(cluster, mode)
+            results[mode] = []
+            for index in range(args.runs):
+                run = one_run(cluster, agent, index)
+                results[mode].append(run)
+                print(
+                    f"{mode} run {index + 1}: Ready in {run.steps['agent ready']:.2f} s",
+                    file=sys.stderr,
+                )
+    finally:
+        set_mode(cluster, had)
+        suspend_example(cluster, False)
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
