@@ -87,11 +87,21 @@ class Cluster:
 
         return wait_for(created, f"a sandbox Pod for {agent}")
 
-    def play_kubelet(self, agent: str, *, ready: bool = True, phase: str = "Running") -> None:
-        """Write the Pod status a kubelet would: scheduled, and every container ready (or not)."""
+    def _played_pod(self, agent: str) -> Obj:
         pod = self.pod(agent)
         if pod is None:
             raise ApiServerError(f"no sandbox Pod for {agent} to play the kubelet for")
+        return pod
+
+    def _write_pod_status(self, pod: Obj, status: Obj) -> None:
+        self.kubectl(
+            "patch", "pod", pod["metadata"]["name"], "--subresource=status",
+            "--type=merge", "-p", json.dumps({"status": status}),
+        )  # fmt: skip
+
+    def play_kubelet(self, agent: str, *, ready: bool = True, phase: str = "Running") -> None:
+        """Write the Pod status a kubelet would: scheduled, and every container ready (or not)."""
+        pod = self._played_pod(agent)
         flag = "True" if ready else "False"
         stamp = "2026-11-21T00:00:00Z"
         containers = [
@@ -125,17 +135,12 @@ class Cluster:
             "initContainerStatuses": init,
             "containerStatuses": containers,
         }
-        self.kubectl(
-            "patch", "pod", pod["metadata"]["name"], "--subresource=status",
-            "--type=merge", "-p", json.dumps({"status": status}),
-        )  # fmt: skip
+        self._write_pod_status(pod, status)
 
     def play_egress_failure(self, agent: str) -> Obj:
         """Write the status a kubelet reports for a sandbox Pod whose egress-check failed (the
         node's CNI plugin did not set it up): Pending, the check between two tries. The Pod."""
-        pod = self.pod(agent)
-        if pod is None:
-            raise ApiServerError(f"no sandbox Pod for {agent} to play the kubelet for")
+        pod = self._played_pod(agent)
         stamp = "2026-11-21T00:00:00Z"
         check = pod["spec"]["initContainers"][0]
         status = {
@@ -165,8 +170,5 @@ class Cluster:
                 }
             ],
         }
-        self.kubectl(
-            "patch", "pod", pod["metadata"]["name"], "--subresource=status",
-            "--type=merge", "-p", json.dumps({"status": status}),
-        )  # fmt: skip
+        self._write_pod_status(pod, status)
         return pod

@@ -18,6 +18,7 @@ import pytest
 from paddock import sandbox
 from paddock.kubeobj import Obj
 from paddock_operator.status import egress_failed
+from paddock_testing.agents import external_agent
 from paddock_testing.kind import CLUSTER, Kind, wait_until
 
 pytestmark = pytest.mark.cluster
@@ -28,40 +29,6 @@ NODE = f"{CLUSTER}-control-plane"
 CHAINED = "/etc/cni/net.d/00-paddock-egress.conflist"
 AWAY = {"spec": {"template": {"spec": {"nodeSelector": {"paddock.dev/e2e-no-such-node": "true"}}}}}
 BACK = {"spec": {"template": {"spec": {"nodeSelector": None}}}}
-
-
-def small_agent(name: str) -> list[Obj]:
-    """An Agent with an external model (no model server, so it fits beside the example Agent),
-    and the Secret of its key."""
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": f"{name}-key"},
-        "stringData": {"key": f"sk_real_{uuid.uuid4().hex}"},
-    }
-    agent = {
-        "apiVersion": "paddock.dev/v1alpha1",
-        "kind": "Agent",
-        "metadata": {"name": name},
-        "spec": {
-            "harness": {"image": "paddock/harness:0.1.0"},
-            "model": {
-                "engine": "external",
-                "models": [{"name": "m"}],
-                "default": "m",
-                "external": {"baseURL": "https://inference.example.com/v1", "credential": "KEY"},
-            },
-            "credentials": [
-                {
-                    "name": "KEY",
-                    "secretRef": {"name": f"{name}-key", "key": "key"},
-                    "hosts": ["inference.example.com"],
-                }
-            ],
-            "workspace": {"size": "50Mi"},
-        },
-    }
-    return [secret, agent]
 
 
 def node_has_the_plugin() -> bool:
@@ -138,7 +105,7 @@ def test_without_the_plugin_no_sandbox_starts_and_with_it_back_the_agent_is_read
 ) -> None:
     name = f"closed-{uuid.uuid4().hex[:6]}"
     set_plugin(kind, present=False)
-    kind.apply(*small_agent(name), namespace=restricted)
+    kind.apply(*external_agent(name), namespace=restricted)
 
     def stuck() -> Obj | None:
         return next((p for p in kind.sandbox_pods(restricted, name) if egress_failed(p)), None)
@@ -177,7 +144,7 @@ def test_without_the_plugin_no_sandbox_starts_and_with_it_back_the_agent_is_read
 
 def test_a_container_the_kubelet_restarts_keeps_its_redirect(kind: Kind, restricted: str) -> None:
     name = f"restart-{uuid.uuid4().hex[:6]}"
-    kind.apply(*small_agent(name), namespace=restricted)
+    kind.apply(*external_agent(name), namespace=restricted)
     wait_until(lambda: kind.agent_ready(restricted, name), f"Agent {name} Ready", 300)
     (pod,) = kind.sandbox_pods(restricted, name)
     pod_name = pod["metadata"]["name"]
