@@ -83,6 +83,49 @@ def redirected(kind: Kind, namespace: str, pod: str) -> bool:
     return "Connected to 192.0.2.1" in done.stderr
 
 
+def other_pods_have_networking(kind: Kind, namespace: str) -> bool:
+    """Whether a plain Pod (no sandbox) starts and reaches the API server's Service by name."""
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "plain"},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "curl",
+                    "image": "paddock/harness:0.1.0",
+                    "command": ["curl", "-sk", "--max-time", "20", "-o", "/dev/null",
+                                "https://kubernetes.default.svc/healthz"],
+                    "resources": {"requests": {"cpu": "1m", "memory": "16Mi"}},
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }  # fmt: skip
+    kind.apply(probe, namespace=namespace)
+    done = wait_until(
+        lambda: (
+            (kind.get("pod", "plain", namespace) or {}).get("status", {}).get("phase")
+            in ("Succeeded", "Failed")
+            and kind.get("pod", "plain", namespace)
+        ),
+        "the plain Pod to finish",
+        120,
+    )
+    kind.kubectl("delete", "pod", "plain", "--wait=false", namespace=namespace)
+    return bool(done["status"]["phase"] == "Succeeded")
+
+
 @pytest.fixture
 def restricted(kind: Kind, namespace: str) -> str:
     """The test namespace, enforcing the `restricted` Pod Security Standard."""
@@ -124,6 +167,8 @@ def test_without_the_plugin_no_sandbox_starts_and_with_it_back_the_agent_is_read
     assert "did not reach port 15006" in said, said
     agent = kind.get("agent", name, restricted) or {}
     assert agent["status"]["phase"] != "Ready"
+    # Meanwhile every other Pod starts with the node's own network, as after `helm uninstall`.
+    assert other_pods_have_networking(kind, restricted)
 
     set_plugin(kind, present=True)
     ready = wait_until(lambda: kind.agent_ready(restricted, name), f"Agent {name} Ready", 300)
