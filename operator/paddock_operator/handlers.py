@@ -12,6 +12,8 @@ import kopf
 from paddock.api import agent as api
 from paddock_operator.kube.client import SERVICE_ACCOUNT_TOKEN, KubeClient
 from paddock_operator.kube.errors import KubeError
+from paddock_operator.metrics import OperatorMetrics
+from paddock_operator.metrics import serve as serve_metrics
 from paddock_operator.names import AGENT_LABEL
 from paddock_operator.reconcile import Reconciler
 from paddock_operator.resync import resync_forever
@@ -59,11 +61,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     info, token_file = _credentials(settings)
     if info is None:
         raise kopf.PermanentError("no in-cluster service account and no kubeconfig to log in with")
+    metrics = OperatorMetrics()
     client = KubeClient.from_connection(
-        info, in_flight=ours.api_requests_in_flight, token_file=token_file
+        info,
+        in_flight=ours.api_requests_in_flight,
+        token_file=token_file,
+        observe=metrics.api_request,
     )
-    scheduler = Scheduler(Reconciler(client, ours))
+    scheduler = Scheduler(Reconciler(client, ours, metrics))
     memo["scheduler"] = scheduler
+    if ours.metrics_port:
+        memo["metrics"] = await serve_metrics(metrics, ours.metrics_host, ours.metrics_port)
     namespaces = list(memo.get("namespaces", []))
     memo["resync"] = asyncio.create_task(
         resync_forever(scheduler, namespaces, ours.resync_interval), name="paddock-resync"
@@ -75,6 +83,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close the API client."""
     if "resync" in memo:
         memo["resync"].cancel()
+    if "metrics" in memo:
+        await memo["metrics"].cleanup()
     if "scheduler" in memo:
         _scheduler(memo).close()
         await _scheduler(memo).kube.aclose()

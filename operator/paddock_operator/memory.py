@@ -36,6 +36,8 @@ class AgentMemory:
     last status write: without this, each such event would write the same status again."""
     workspace_warning: tuple[int, str] | None = None
     """(generation, message) of the last WorkspaceNotUpdated Warning, so a resync repeats none."""
+    ready_pod: str | None = None
+    """UID of the last Pod seen Ready: its start is measured once."""
     egress_replaced: int = 0
     """Pods replaced in a row because the node's CNI plugin did not set up their network: each
     next replacement waits longer (a node without the plugin is not hammered with Pods)."""

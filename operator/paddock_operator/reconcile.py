@@ -27,6 +27,7 @@ from paddock_operator.kube.errors import ConflictError, InvalidError
 from paddock_operator.kube.paths import path
 from paddock_operator.kube.priority import urgent
 from paddock_operator.memory import Memory
+from paddock_operator.metrics import OperatorMetrics
 from paddock_operator.names import SPEC_HASH, AgentRef
 from paddock_operator.render import objects
 from paddock_operator.render.pod import pod as render_pod
@@ -82,10 +83,13 @@ def agent_path(ref: AgentRef, subresource: str | None = None) -> str:
 class Reconciler:
     """The steps that bring one Agent's objects in line with its spec, through one API client."""
 
-    def __init__(self, client: KubeClient, settings: OperatorSettings) -> None:
+    def __init__(
+        self, client: KubeClient, settings: OperatorSettings, metrics: OperatorMetrics | None = None
+    ) -> None:
         self.kube = client
         self.settings = settings
         self.memory = Memory()
+        self.metrics = metrics or OperatorMetrics()
         self._turns = itertools.count()  # reconciles in the order they start: their urgency rank
 
     async def reconcile(self, ref: AgentRef, body: Obj) -> Obj:
@@ -136,8 +140,16 @@ class Reconciler:
         previous = self.memory.status_of(ref, body)
         problem = reported_problem(previous)
         spec = AgentSpec.model_validate(body["spec"])
+        memory = self.memory.of(ref)
         if egress_passed(pod):
-            self.memory.of(ref).egress_replaced = 0
+            memory.egress_replaced = 0
+        ready = find_condition(pod.get("status", {}), "Ready") or {}
+        uid = pod["metadata"].get("uid")
+        if ready.get("status") == "True" and memory.ready_pod != uid:
+            memory.ready_pod = uid
+            self.metrics.pod_ready(
+                pod["metadata"]["creationTimestamp"], ready["lastTransitionTime"]
+            )
         # The body may predate the last reconcile's status: leave restarts to reconciles.
         await self._write_status(
             ref, spec, pod, restarts=None, problem=problem, previous=previous, body=body
@@ -172,6 +184,7 @@ class Reconciler:
             ),
             previous,
         )
+        self.metrics.agent_phase(ref.key, written["phase"])
         if restarts is None:
             del written["restarts"]
         if any(previous.get(k) != v for k, v in written.items()):
@@ -294,6 +307,7 @@ class Reconciler:
             node = pod.get("spec", {}).get("nodeName", "")
             event = ("Warning", why, f"{ref.pod} on node {node}: {EGRESS_NOT_SET_UP[1]}")
         restarts += why in ("PodFailed", EGRESS_NOT_SET_UP[0])
+        self.metrics.replaced.labels(why).inc()
         pod_path = path("v1", "pods", ref.namespace, ref.pod)
         await self.kube.delete(pod_path, uid=pod["metadata"]["uid"])
         return PodOutcome(None, restarts, (event,))

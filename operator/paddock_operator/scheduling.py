@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 
 import kopf
@@ -38,6 +39,7 @@ class Scheduler:
         self.reconciler = reconciler
         self.kube: KubeClient = reconciler.kube
         self.memory = reconciler.memory
+        self.metrics = reconciler.metrics
         self._settings = reconciler.settings
         # Weak: a lock lives while a reconcile holds or awaits it, not for every Agent ever seen.
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
@@ -62,19 +64,25 @@ class Scheduler:
     async def attempt(self, body: Obj) -> None:
         """Reconcile, and when that has to wait or fails, try again later on our own."""
         ref = agent_ref(body)
+        started = time.monotonic()
+        outcome = "ok"
         try:
             await self.reconcile(body)
         except kopf.TemporaryError as error:
+            outcome = "wait"
             logger.info("Agent %s/%s waits: %s", ref.namespace, ref.name, error)
             self._retry_later(ref, error.delay or self._settings.retry_delay)
         except KubeError as error:
+            outcome = "error"
             logger.warning("reconciling Agent %s/%s failed: %s", ref.namespace, ref.name, error)
             self._retry_later(ref, self._settings.retry_delay)
         except Exception:  # a bug, or a spec the API server let through: the others go on
+            outcome = "bug"
             logger.exception("reconciling Agent %s/%s failed", ref.namespace, ref.name)
             self._retry_later(ref, self._settings.resync_interval)
         else:
             self._cancel_retry(ref.key)
+        self.metrics.reconciles.labels(outcome).observe(time.monotonic() - started)
 
     async def reconcile(self, body: Obj) -> Obj:
         """Reconcile one Agent under its lock; return the status written."""
@@ -106,10 +114,13 @@ class Scheduler:
         key = agent_ref(body).key
         self._cancel_retry(key)
         self.memory.forget(key)
+        self.metrics.forget(key)
 
     def forget_all_but(self, agents: list[Obj]) -> None:
         """Drop what is remembered of Agents not among these (the resync's complete list)."""
-        self.memory.forget_all_but(agent_ref(a).key for a in agents)
+        keep = {agent_ref(a).key for a in agents}
+        self.memory.forget_all_but(keep)
+        self.metrics.forget_all_but(keep)
 
     def close(self) -> None:
         """Stop every pending retry."""

@@ -34,6 +34,11 @@ class OperatorSettings(BaseSettings):
     init container running as root with NET_ADMIN and NET_RAW (the Pod needs the `privileged`
     Pod Security level), for clusters where no CNI plugin can be installed."""
 
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the Pod
+    """Address the /metrics endpoint listens on."""
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    """Port of the /metrics endpoint (Prometheus text format); 0 turns it off."""
+
     gateway_selector: dict[str, str] = Field(
         default_factory=lambda: {"app.kubernetes.io/name": "paddock-gateway"}
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from paddock.kubeobj import Obj
 from paddock_testing.apiserver import ApiServer, ApiServerError
@@ -103,7 +104,7 @@ class Cluster:
         """Write the Pod status a kubelet would: scheduled, and every container ready (or not)."""
         pod = self._played_pod(agent)
         flag = "True" if ready else "False"
-        stamp = "2026-11-21T00:00:00Z"
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # as a kubelet would, now
         containers = [
             {
                 "name": c["name"],

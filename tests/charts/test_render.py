@@ -246,6 +246,25 @@ def sandbox_pod(settings: OperatorSettings) -> dict[str, Any]:
     return pod(AgentRef("coder", "team-a", "uid-1"), spec, settings, reconcile_stubs(spec, {}))
 
 
+def test_operator_metrics_are_announced_and_reachable_only_from_who_is_named(chart: Any) -> None:
+    rendered = chart.render()
+    template = rendered.find("Deployment", "operator")["spec"]["template"]
+    (operator,) = template["spec"]["containers"]
+    port = next(p["containerPort"] for p in operator["ports"] if p["name"] == "metrics")
+    settings = OperatorSettings.model_validate(
+        {k.removeprefix("PADDOCK_OPERATOR_").lower(): v for k, v in rendered.env(operator).items()}
+    )
+    assert port == settings.metrics_port  # the port the operator listens on
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert rendered.find("NetworkPolicy", "operator")["spec"]["ingress"] == []
+    prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}
+    opened = chart.render({"networkPolicy": {"operator": {"metricsFrom": [prometheus]}}})
+    (rule,) = opened.find("NetworkPolicy", "operator")["spec"]["ingress"]
+    assert rule == {"from": [prometheus], "ports": [{"protocol": "TCP", "port": port}]}
+
+
 def test_network_policies_let_each_component_reach_only_its_peers(chart: Any) -> None:
     rendered = chart.render()
     labels = rendered.pod_labels()

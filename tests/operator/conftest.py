@@ -9,6 +9,7 @@ from kopf.testing import KopfRunner
 
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.cluster import Cluster
+from paddock_testing.proc import free_port
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +18,8 @@ def operator(apiserver: ApiServer) -> Iterator[KopfRunner]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("KUBECONFIG", str(apiserver.kubeconfig))
         env.setenv("PADDOCK_OPERATOR_RETRY_DELAY", "1")
+        env.setenv("PADDOCK_OPERATOR_METRICS_HOST", "127.0.0.1")
+        env.setenv("PADDOCK_OPERATOR_METRICS_PORT", str(free_port()))
         args = ["run", "--all-namespaces", "--standalone", "-m", "paddock_operator.handlers"]
         with KopfRunner(args, timeout=60) as runner:
             yield runner

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from paddock import sandbox
 from paddock.kubeobj import Obj
 from paddock_operator.reconcile import EGRESS_BACKOFF_FIRST
 from paddock_testing.cluster import Cluster, wait_for
+from paddock_testing.metrics import Samples, samples
 
 pytestmark = pytest.mark.apiserver
 
@@ -330,3 +333,22 @@ def test_all_examples_reconcile(operator: KopfRunner, cluster: Cluster) -> None:
         cluster.apply(*secrets(cluster), *example(name))
     for name in ("coder", "coder-gpu", "coder-external"):
         cluster.wait_pod(name)
+
+
+def test_the_running_operator_serves_what_it_did(operator: KopfRunner, cluster: Cluster) -> None:
+    url = f"http://127.0.0.1:{os.environ['PADDOCK_OPERATOR_METRICS_PORT']}/metrics"
+    name, _ = ready_agent(cluster, "llamacpp")
+
+    def scraped() -> Samples | None:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            found = samples(response.read().decode())
+        started = found.get(("paddock_operator_sandbox_start_seconds_count", ()), 0)
+        return found if started >= 1 else None
+
+    found = wait_for(scraped, "the sandbox's start in the operator's metrics")
+    assert found["paddock_operator_agents", (("phase", "Ready"),)] >= 1
+    assert found["paddock_operator_reconcile_duration_seconds_count", (("outcome", "ok"),)] >= 1
+    created = (("code", "2xx"), ("resource", "pods"), ("verb", "post"))
+    assert found["paddock_operator_api_request_duration_seconds_count", created] >= 1
+    assert cluster.agent_status(name)["phase"] == "Ready"

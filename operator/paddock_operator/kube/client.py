@@ -11,6 +11,7 @@ import json
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
@@ -25,6 +26,9 @@ from paddock_operator.kube.paths import path, path_of
 
 FIELD_MANAGER = "paddock-operator"
 logger = logging.getLogger(__name__)
+
+Observer = Callable[[str, str, int, float], None]
+"""Told of every request: verb, path, HTTP status (0 when none came), seconds."""
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
@@ -46,6 +50,7 @@ class KubeClient:
         timeout: float = 30,
         token_file: Path | None = None,
         token_max_age: float = 60,
+        observe: Observer | None = None,
     ) -> None:
         """Call from inside the event loop that will use it (aiohttp binds its session to it).
 
@@ -53,6 +58,7 @@ class KubeClient:
         account token is rotated by the kubelet); it replaces any Authorization in headers.
         """
         self.server = server.rstrip("/")
+        self._observe = observe
         self._headers = dict(headers)
         self._token_file = token_file
         self._token_max_age = token_max_age
@@ -72,6 +78,7 @@ class KubeClient:
         in_flight: int = 16,
         timeout: float = 30,
         token_file: Path | None = None,
+        observe: Observer | None = None,
     ) -> Self:
         """A client with the credentials kopf logged in with (kubeconfig or service account)."""
         context = ssl.create_default_context()
@@ -92,6 +99,7 @@ class KubeClient:
             in_flight=in_flight,
             timeout=timeout,
             token_file=token_file,
+            observe=observe,
         )
 
     async def aclose(self) -> None:
@@ -111,6 +119,10 @@ class KubeClient:
             self._token_read = now
         return self._headers
 
+    def _observed(self, method: str, url: str, status: int, started: float) -> None:
+        if self._observe is not None:
+            self._observe(method, url, status, time.monotonic() - started)
+
     async def _request(
         self,
         method: str,
@@ -125,17 +137,19 @@ class KubeClient:
         if body is not None:
             data = json.dumps(body).encode()
             headers = {**headers, "Content-Type": content_type}
-        try:
-            async with (
-                self._gate.slot(priority.current()),
-                self._session.request(
+        async with self._gate.slot(priority.current()):
+            started = time.monotonic()
+            try:
+                async with self._session.request(
                     method, self.server + url, params=params, data=data, headers=headers
-                ) as response,
-            ):
-                status, reason, content = response.status, response.reason, await response.read()
-        except (aiohttp.ClientError, TimeoutError) as error:
-            message = f"{method} {url}: {type(error).__name__} {error}".strip()
-            raise UnavailableError(0, "Unavailable", message) from error
+                ) as response:
+                    status, reason = response.status, response.reason
+                    content = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as error:
+                self._observed(method, url, 0, started)
+                message = f"{method} {url}: {type(error).__name__} {error}".strip()
+                raise UnavailableError(0, "Unavailable", message) from error
+            self._observed(method, url, status, started)
         if 200 <= status < 300:
             found: Obj = json.loads(content) if content else {}
             return found

@@ -1,0 +1,141 @@
+"""The operator's Prometheus metrics, served at /metrics on settings.metrics_port.
+
+Every label takes its values from a small fixed set (outcome, phase, verb, resource, code class,
+reason): never an Agent's name or namespace, so the number of series does not grow with the
+cluster, and no label can carry anything read from a Secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from paddock_operator.memory import AgentKey
+
+PHASES = ("Pending", "Starting", "Ready", "Suspended", "Failed")
+API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+START_BUCKETS = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def resource_of(url: str) -> str:
+    """The resource (plural, and /subresource) a REST path names: /api/v1/namespaces/ns/pods/p/
+    status -> pods/status. Query strings and object names are dropped."""
+    parts = [p for p in url.split("?", 1)[0].split("/") if p]
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]  # drop api/v1 or apis/group/version
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    if not rest:
+        return "namespaces" if "namespaces" in parts else "unknown"
+    return f"{rest[0]}/{rest[2]}" if len(rest) >= 3 else rest[0]
+
+
+def code_class(status: int) -> str:
+    """2xx, 4xx, 5xx, or `error` for no answer at all (status 0)."""
+    return f"{status // 100}xx" if status else "error"
+
+
+class _AgentPhases(Collector):
+    """Agents by phase, from the last status the operator wrote for each."""
+
+    def __init__(self) -> None:
+        self.phase: dict[AgentKey, str] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "paddock_operator_agents", "Agents by the phase of their status", labels=["phase"]
+        )
+        counts = dict.fromkeys(PHASES, 0)
+        for phase in self.phase.values():
+            counts[phase] = counts.get(phase, 0) + 1
+        for phase, count in counts.items():
+            family.add_metric([phase], count)
+        yield family
+
+
+class OperatorMetrics:
+    """The operator's metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.reconciles = Histogram(
+            "paddock_operator_reconcile_duration_seconds",
+            "Reconciles of one Agent, by outcome: ok, wait (retried later), error (the API "
+            "server), bug (anything else)",
+            ["outcome"],
+            registry=self.registry,
+            buckets=API_BUCKETS,
+        )
+        self.api_requests = Histogram(
+            "paddock_operator_api_request_duration_seconds",
+            "The operator's requests to the API server, by verb, resource and code class",
+            ["verb", "resource", "code"],
+            registry=self.registry,
+            buckets=API_BUCKETS,
+        )
+        self.sandbox_start = Histogram(
+            "paddock_operator_sandbox_start_seconds",
+            "From a sandbox Pod's creation to its Ready condition (whole seconds, as the API "
+            "server keeps them), once per Pod",
+            registry=self.registry,
+            buckets=START_BUCKETS,
+        )
+        self.replaced = Counter(
+            "paddock_operator_sandbox_pods_replaced_total",
+            "Sandbox Pods the operator deleted to make them anew, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._phases = _AgentPhases()
+        self.registry.register(self._phases)
+
+    def agent_phase(self, key: AgentKey, phase: str) -> None:
+        """The phase the operator just wrote for an Agent."""
+        self._phases.phase[key] = phase
+
+    def forget(self, key: AgentKey) -> None:
+        """The Agent is gone."""
+        self._phases.phase.pop(key, None)
+
+    def forget_all_but(self, keep: set[AgentKey]) -> None:
+        """Every Agent not in keep is gone (the resync's complete list)."""
+        for key in [k for k in self._phases.phase if k not in keep]:
+            del self._phases.phase[key]
+
+    def api_request(self, verb: str, url: str, status: int, seconds: float) -> None:
+        """One request to the API server (status 0: no answer)."""
+        self.api_requests.labels(verb.lower(), resource_of(url), code_class(status)).observe(
+            seconds
+        )
+
+    def pod_ready(self, created: str, ready: str) -> None:
+        """A sandbox Pod became Ready: creationTimestamp and the Ready condition's time."""
+        seconds = _stamp(ready) - _stamp(created)
+        if seconds >= 0:  # a clock that went back says nothing about startup
+            self.sandbox_start.observe(seconds)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _stamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+async def serve(metrics: OperatorMetrics, host: str, port: int) -> web.AppRunner:
+    """Serve /metrics until the returned runner is cleaned up."""
+
+    async def scrape(_request: web.Request) -> web.Response:
+        return web.Response(body=metrics.text(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,55 @@
+"""The operator's /metrics: names, label sets that stay bounded, and what a scrape shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from paddock_operator.metrics import OperatorMetrics, code_class, resource_of
+from paddock_testing.metrics import samples
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("url", "resource"),
+    [
+        ("/api/v1/namespaces/ns/pods/coder-sandbox", "pods"),
+        ("/api/v1/namespaces/ns/pods/coder-sandbox/status", "pods/status"),
+        ("/apis/paddock.dev/v1alpha1/namespaces/ns/agents/coder/status", "agents/status"),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies?fieldManager=x",
+            "networkpolicies",
+        ),
+        ("/api/v1/namespaces/ns/events", "events"),
+        ("/apis/paddock.dev/v1alpha1/agents", "agents"),
+        ("/api/v1/namespaces/ns", "namespaces"),
+    ],
+)
+def test_requests_are_labelled_by_resource_never_by_name(url: str, resource: str) -> None:
+    assert resource_of(url) == resource
+
+
+@pytest.mark.unit
+def test_what_a_scrape_says_and_nothing_of_an_agents_identity() -> None:
+    metrics = OperatorMetrics()
+    metrics.agent_phase(("ns", "coder", "uid-1"), "Ready")
+    metrics.agent_phase(("ns", "other", "uid-2"), "Starting")
+    metrics.agent_phase(("ns", "other", "uid-2"), "Ready")
+    metrics.agent_phase(("ns", "gone", "uid-3"), "Failed")
+    metrics.forget(("ns", "gone", "uid-3"))
+    metrics.api_request("PATCH", "/api/v1/namespaces/ns/pods/coder-sandbox", 200, 0.01)
+    metrics.api_request("GET", "/api/v1/namespaces/ns/secrets/github", 0, 0.5)
+    metrics.pod_ready("2026-12-07T10:00:00Z", "2026-12-07T10:00:07Z")
+    metrics.pod_ready("2026-12-07T10:00:09Z", "2026-12-07T10:00:00Z")  # clock went back: ignored
+    metrics.replaced.labels("EgressNotSetUp").inc()
+    text = metrics.text().decode()
+    found = samples(text)
+    assert found["paddock_operator_agents", (("phase", "Ready"),)] == 2
+    assert found["paddock_operator_agents", (("phase", "Failed"),)] == 0
+    assert found["paddock_operator_sandbox_start_seconds_count", ()] == 1
+    assert found["paddock_operator_sandbox_start_seconds_sum", ()] == 7
+    key = (("code", "error"), ("resource", "secrets"), ("verb", "get"))
+    assert found["paddock_operator_api_request_duration_seconds_count", key] == 1
+    assert found["paddock_operator_sandbox_pods_replaced_total", (("reason", "EgressNotSetUp"),)]
+    for name in ("coder", "other", "github", "coder-sandbox", "uid-1", '"ns"'):
+        assert name not in text
+    assert [code_class(s) for s in (200, 404, 503, 0)] == ["2xx", "4xx", "5xx", "error"]
