@@ -132,3 +132,34 @@ class Kind:
         return self.kubectl(
             "create", "token", service_account, "--duration=2h", namespace=namespace
         ).stdout.strip()
+
+
+def plain_pod(name: str, command: list[str], labels: dict[str, str] | None = None) -> Obj:
+    """A one-shot Pod of the harness image that runs `command` and passes the `restricted` Pod
+    Security Standard: no sandbox, no egress rules of its own."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "paddock/harness:0.1.0",
+                    "command": command,
+                    "resources": {"requests": {"cpu": "1m", "memory": "16Mi"}},
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }

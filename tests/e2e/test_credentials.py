@@ -32,6 +32,7 @@ from paddock_testing.kind import (
     REPO,
     SYSTEM_NAMESPACE,
     Kind,
+    plain_pod,
     wait_until,
 )
 
@@ -543,32 +544,9 @@ def test_udp_other_than_dns_does_not_get_out(
     # A Pod beside the sandbox, with the sandbox's labels (so the same NetworkPolicies) but no
     # egress rules of its own: its datagrams arrive, so the network itself lets UDP through.
     control = marker("udp-control").strip("/")
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "udp-control", "labels": {"app.kubernetes.io/name": "paddock-agent"}},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 1000,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "send",
-                    "image": HARNESS_IMAGE,
-                    "command": ["python3", "-c", SEND_DATAGRAM, control, internal.api_pod_ip],
-                    "resources": {"requests": {"cpu": "1m", "memory": "16Mi"}},
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-        },
-    }
+    command = ["python3", "-c", SEND_DATAGRAM, control, internal.api_pod_ip]
+    labels = {"app.kubernetes.io/name": "paddock-agent"}
+    pod = plain_pod("udp-control", command, labels)
     kind.apply(pod, namespace=sandbox.namespace)
     wait_until(
         lambda: control in internal.datagrams(kind, "api") or None,

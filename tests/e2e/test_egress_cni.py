@@ -19,7 +19,7 @@ from paddock import sandbox
 from paddock.kubeobj import Obj
 from paddock_operator.status import egress_failed
 from paddock_testing.agents import external_agent
-from paddock_testing.kind import CLUSTER, Kind, wait_until
+from paddock_testing.kind import CLUSTER, Kind, plain_pod, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -85,33 +85,16 @@ def redirected(kind: Kind, namespace: str, pod: str) -> bool:
 
 def other_pods_have_networking(kind: Kind, namespace: str) -> bool:
     """Whether a plain Pod (no sandbox) starts and reaches the API server's Service by name."""
-    probe = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "plain"},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 1000,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "curl",
-                    "image": "paddock/harness:0.1.0",
-                    "command": ["curl", "-sk", "--max-time", "20", "-o", "/dev/null",
-                                "https://kubernetes.default.svc/healthz"],
-                    "resources": {"requests": {"cpu": "1m", "memory": "16Mi"}},
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-        },
-    }  # fmt: skip
+    command = [
+        "curl",
+        "-sk",
+        "--max-time",
+        "20",
+        "-o",
+        "/dev/null",
+        "https://kubernetes.default.svc/healthz",
+    ]
+    probe = plain_pod("plain", command)
     kind.apply(probe, namespace=namespace)
     done = wait_until(
         lambda: (
