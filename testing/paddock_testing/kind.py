@@ -101,6 +101,15 @@ class Kind:
             "exec", pod, "-c", container, "--", *command, namespace=namespace
         ).stdout
 
+    def finished(self, pod: str, namespace: str, timeout: float = 120) -> str:
+        """Wait for a one-shot Pod to end; its phase, Succeeded or Failed."""
+
+        def phase() -> str | None:
+            found = (self.get("pod", pod, namespace) or {}).get("status", {}).get("phase")
+            return found if found in ("Succeeded", "Failed") else None
+
+        return wait_until(phase, f"Pod {namespace}/{pod} to finish", timeout)
+
     def sandbox_pods(self, namespace: str, agent: str) -> list[Obj]:
         return [
             p

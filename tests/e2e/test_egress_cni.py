@@ -96,17 +96,9 @@ def other_pods_have_networking(kind: Kind, namespace: str) -> bool:
     ]
     probe = plain_pod("plain", command)
     kind.apply(probe, namespace=namespace)
-    done = wait_until(
-        lambda: (
-            (kind.get("pod", "plain", namespace) or {}).get("status", {}).get("phase")
-            in ("Succeeded", "Failed")
-            and kind.get("pod", "plain", namespace)
-        ),
-        "the plain Pod to finish",
-        120,
-    )
+    phase = kind.finished("plain", namespace)
     kind.kubectl("delete", "pod", "plain", "--wait=false", namespace=namespace)
-    return bool(done["status"]["phase"] == "Succeeded")
+    return phase == "Succeeded"
 
 
 @pytest.fixture
