@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 from paddock.models.tiny import write_tiny_llama
 from paddock_testing.apiserver import ApiServer, KubeBinaries
 from paddock_testing.llamaserver import LlamaServer, LlamaServerError, llama_server_binary
+from paddock_testing.proc import script_exports
 from paddock_testing.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,9 +30,7 @@ def kube_tools() -> dict[str, str]:
     """
     if all(os.environ.get(name) for name in (*KubeBinaries.ENV, "PADDOCK_HELM")):
         return dict(os.environ)
-    script = REPO / "hack" / "kube-binaries.sh"
-    out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
-    return dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.MULTILINE))
+    return script_exports(REPO / "hack" / "kube-binaries.sh")
 
 
 @pytest.fixture(scope="session")
@@ -86,9 +83,7 @@ def llama_server_path() -> Path:
     try:
         return llama_server_binary()
     except LlamaServerError:
-        script = REPO / "hack" / "llama-server.sh"
-        out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
-        return llama_server_binary(dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.M)))
+        return llama_server_binary(script_exports(REPO / "hack" / "llama-server.sh"))
 
 
 TINY_MODELS = {"tiny-a": 1, "tiny-b": 2}

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +34,7 @@ from paddock.models.tiny import write_tiny_llama
 from paddock.modelserver import ModelServer
 from paddock.protocol import Message, TurnRequest
 from paddock_testing.llamaserver import LlamaServer, LlamaServerError, llama_server_binary
+from paddock_testing.proc import script_exports
 from paddock_testing.runner import RunnerProcess, runner_events, start_turn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,10 +48,7 @@ def binary() -> Path:
     try:
         return llama_server_binary()
     except LlamaServerError:
-        out = subprocess.run(
-            [str(REPO / "hack" / "llama-server.sh")], capture_output=True, text=True, check=True
-        ).stdout
-        return llama_server_binary(dict(re.findall(r"^export (\w+)=(.*)$", out, re.M)))
+        return llama_server_binary(script_exports(REPO / "hack" / "llama-server.sh"))
 
 
 async def one_token(http: httpx.AsyncClient, model: str) -> None:

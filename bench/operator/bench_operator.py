@@ -44,6 +44,7 @@ from paddock_operator.render.pod import pod as render_pod
 from paddock_operator.settings import OperatorSettings
 from paddock_testing.agents import minimal_agent
 from paddock_testing.apiserver import ApiServer, ApiServerError, KubeBinaries
+from paddock_testing.proc import script_exports
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,10 +53,7 @@ def binaries() -> KubeBinaries:
     try:
         return KubeBinaries.from_env()
     except ApiServerError:
-        out = subprocess.run(
-            [str(REPO / "hack" / "kube-binaries.sh")], capture_output=True, text=True, check=True
-        ).stdout
-        return KubeBinaries.from_env(dict(re.findall(r"^export (\w+)=(.*)$", out, re.M)))
+        return KubeBinaries.from_env(script_exports(REPO / "hack" / "kube-binaries.sh"))
 
 
 def pod_created(event: Obj) -> bool:

@@ -28,6 +28,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from paddock_testing.proc import script_exports
+
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "paddock-bench"
 SYSTEM_NAMESPACE = "paddock-system"
@@ -49,16 +51,10 @@ STEPS = (
 
 def tools() -> dict[str, str]:
     """kubectl and helm as make dev built them (hack/kube-binaries.sh, kind/tools.sh)."""
-    found: dict[str, str] = {}
-    for script in ("hack/kube-binaries.sh", "kind/tools.sh"):
-        out = subprocess.run(
-            [str(REPO / script)], capture_output=True, text=True, check=True, cwd=REPO
-        ).stdout
-        for line in out.splitlines():
-            if line.startswith("export ") and "=" in line:
-                key, _, value = line[len("export ") :].partition("=")
-                found[key] = value.strip("'\"")
-    return found
+    return {
+        **script_exports(REPO / "hack" / "kube-binaries.sh"),
+        **script_exports(REPO / "kind" / "tools.sh"),
+    }
 
 
 @dataclass

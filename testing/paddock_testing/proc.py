@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
+from pathlib import Path
+
+
+def script_exports(script: Path) -> dict[str, str]:
+    """What a build script of hack/ or kind/ exports: it prints `export NAME=value` lines (and
+    builds what is missing first, once per machine)."""
+    out = subprocess.run(  # noqa: S603 - the repository's own scripts
+        [str(script)], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.MULTILINE))
 
 
 def free_port() -> int:

@@ -29,6 +29,7 @@ from paddock_testing.kind import (
     plain_pod,
     wait_until,
 )
+from paddock_testing.proc import script_exports
 
 pytestmark = pytest.mark.cluster
 
@@ -71,11 +72,7 @@ def image(kind: Kind) -> str:
             ["docker", "build", "--quiet", "--tag", tag, str(IMAGE_DIR)],
             capture_output=True, check=True, timeout=1200,
         )  # fmt: skip
-    tools = subprocess.run(
-        [str(REPO / "kind" / "tools.sh")], capture_output=True, text=True, check=True
-    ).stdout
-    prefix = "export PADDOCK_KIND="
-    kind_bin = next(line[len(prefix) :] for line in tools.splitlines() if line.startswith(prefix))
+    kind_bin = script_exports(REPO / "kind" / "tools.sh")["PADDOCK_KIND"]
     subprocess.run(
         [kind_bin, "load", "docker-image", "--name", CLUSTER, tag],
         capture_output=True, check=True, timeout=600,
