@@ -24,10 +24,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from paddock.kubeobj import timestamp
 from paddock_testing.proc import script_exports
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ class Cluster:
 
 
 def stamp(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return timestamp(text).timestamp()
 
 
 def condition_time(pod: Obj, kind: str) -> float | None:

@@ -8,13 +8,13 @@ cluster, and no label can carry anything read from a Secret.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from paddock.kubeobj import timestamp
 from paddock_operator.memory import AgentKey
 
 PHASES = ("Pending", "Starting", "Ready", "Suspended", "Failed")
@@ -115,16 +115,12 @@ class OperatorMetrics:
 
     def pod_ready(self, created: str, ready: str) -> None:
         """A sandbox Pod became Ready: creationTimestamp and the Ready condition's time."""
-        seconds = _stamp(ready) - _stamp(created)
+        seconds = (timestamp(ready) - timestamp(created)).total_seconds()
         if seconds >= 0:  # a clock that went back says nothing about startup
             self.sandbox_start.observe(seconds)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def _stamp(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 async def serve(metrics: OperatorMetrics, host: str, port: int) -> web.AppRunner:

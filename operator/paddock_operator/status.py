@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from paddock import sandbox
-from paddock.kubeobj import Obj
+from paddock.kubeobj import Obj, timestamp
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def egress_passed(pod: Obj) -> bool:
 
 def age_seconds(pod: Obj, now: datetime | None = None) -> float:
     """Seconds since the Pod was created."""
-    created = datetime.fromisoformat(pod["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    created = timestamp(pod["metadata"]["creationTimestamp"])
     return ((now or datetime.now(UTC)) - created).total_seconds()
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import time
 import urllib.request
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import yaml
 from kopf.testing import KopfRunner
 
 from paddock import sandbox
-from paddock.kubeobj import Obj
+from paddock.kubeobj import Obj, timestamp
 from paddock_operator.reconcile import EGRESS_BACKOFF_FIRST
 from paddock_testing.cluster import Cluster, wait_for
 from paddock_testing.metrics import Samples, samples
@@ -235,10 +234,8 @@ def test_a_pod_the_node_did_not_redirect_is_replaced_and_then_less_often(
 
 
 def seconds_between(earlier: Obj, later: Obj) -> float:
-    def created(pod: Obj) -> datetime:
-        return datetime.fromisoformat(pod["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
-
-    return (created(later) - created(earlier)).total_seconds()
+    created = [timestamp(p["metadata"]["creationTimestamp"]) for p in (earlier, later)]
+    return (created[1] - created[0]).total_seconds()
 
 
 def test_spec_change_rolls_the_pod(operator: KopfRunner, cluster: Cluster) -> None:
