@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from paddock.kubeobj import timestamp
+from paddock_operator.status import container_status
 from paddock_testing.proc import script_exports
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,15 +96,12 @@ def condition_time(pod: Obj, kind: str) -> float | None:
 
 
 def started(pod: Obj, name: str, *, finished: bool = False) -> float | None:
-    status = pod.get("status", {})
-    for c in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
-        if c["name"] == name:
-            state = c.get("state", {})
-            if finished:
-                return stamp(state["terminated"]["finishedAt"]) if "terminated" in state else None
-            for key in ("running", "terminated"):
-                if key in state:
-                    return stamp(state[key]["startedAt"])
+    state = (container_status(pod, name) or {}).get("state", {})
+    if finished:
+        return stamp(state["terminated"]["finishedAt"]) if "terminated" in state else None
+    for key in ("running", "terminated"):
+        if key in state:
+            return stamp(state[key]["startedAt"])
     return None
 
 

@@ -37,7 +37,8 @@ def _pod_condition(pod: Obj, kind: str) -> Obj | None:
     return find_condition(pod.get("status", {}), kind)
 
 
-def _container(pod: Obj, name: str) -> Obj | None:
+def container_status(pod: Obj, name: str) -> Obj | None:
+    """A container's status in a Pod, init containers' included."""
     status = pod.get("status", {})
     for entry in status.get("containerStatuses", []) + status.get("initContainerStatuses", []):
         if entry.get("name") == name:
@@ -54,7 +55,7 @@ def _waiting(container: Obj | None, default: str) -> tuple[str, str]:
 def egress_failed(pod: Obj) -> bool:
     """Whether the Pod's egress-check (CNI mode) has failed: the node's plugin did not set up its
     network. It never recovers in place: the check runs in the network namespace it was given."""
-    container = _container(pod, sandbox.EGRESS_CHECK_CONTAINER) or {}
+    container = container_status(pod, sandbox.EGRESS_CHECK_CONTAINER) or {}
     state = container.get("state") or {}
     if "waiting" in state:  # between two tries: the last one tells
         state = container.get("lastState") or {}
@@ -63,7 +64,7 @@ def egress_failed(pod: Obj) -> bool:
 
 def egress_passed(pod: Obj) -> bool:
     """Whether the Pod's egress-check (CNI mode) has succeeded."""
-    container = _container(pod, sandbox.EGRESS_CHECK_CONTAINER) or {}
+    container = container_status(pod, sandbox.EGRESS_CHECK_CONTAINER) or {}
     terminated = (container.get("state") or {}).get("terminated") or {}
     return terminated.get("exitCode") == 0
 
@@ -112,7 +113,7 @@ def _model(seen: Observed) -> tuple[str, str, str]:
         return "True", "ExternalEndpoint", "the model is served outside the Pod"
     if seen.pod is None:
         return "False", "PodNotCreated", "the sandbox Pod does not exist yet"
-    container = _container(seen.pod, sandbox.MODEL_CONTAINER)
+    container = container_status(seen.pod, sandbox.MODEL_CONTAINER)
     if container and container.get("ready"):
         return "True", "ModelServerReady", f"serving {seen.model}"
     reason, message = _waiting(container, "ModelLoading")
@@ -128,7 +129,7 @@ def _ready(seen: Observed) -> tuple[str, str, str]:
         return "True", "PodReady", "every container is ready"
     if egress_failed(pod):
         return "False", *EGRESS_NOT_SET_UP
-    harness = _container(pod, sandbox.HARNESS_CONTAINER)
+    harness = container_status(pod, sandbox.HARNESS_CONTAINER)
     reason, message = _waiting(harness, "ContainersNotReady")
     return "False", reason, message or "waiting for every container to be ready"
 

@@ -17,7 +17,7 @@ import pytest
 
 from paddock import sandbox
 from paddock.kubeobj import Obj
-from paddock_operator.status import egress_failed
+from paddock_operator.status import container_status, egress_failed
 from paddock_testing.agents import external_agent
 from paddock_testing.kind import CLUSTER, Kind, plain_pod, wait_until
 
@@ -56,18 +56,13 @@ def set_plugin(kind: Kind, *, present: bool) -> None:
     )
 
 
-def container_status(pod: Obj, name: str) -> Obj:
-    status = pod.get("status", {})
-    for entry in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
-        if entry["name"] == name:
-            found: Obj = entry
-            return found
-    return {}
+def status_of(pod: Obj, container: str) -> Obj:
+    return container_status(pod, container) or {}
 
 
 def never_ran(pod: Obj, container: str) -> bool:
     """Whether the container has never started in this Pod (no current or last run)."""
-    entry = container_status(pod, container)
+    entry = status_of(pod, container)
     state, last = entry.get("state") or {}, entry.get("lastState") or {}
     return not entry.get("restartCount") and not set(state) - {"waiting"} and not last
 
@@ -131,7 +126,7 @@ def test_without_the_plugin_no_sandbox_starts_and_with_it_back_the_agent_is_read
     pod = wait_until(stuck, "a sandbox Pod whose egress-check failed", 180)
     # Fail closed: nothing after the check ever ran, not the vault, not the harness.
     for container in (sandbox.VAULT_CONTAINER, sandbox.HARNESS_CONTAINER):
-        assert never_ran(pod, container), container_status(pod, container)
+        assert never_ran(pod, container), status_of(pod, container)
     said = "".join(
         kind.kubectl(
             "logs", pod["metadata"]["name"], "-c", sandbox.EGRESS_CHECK_CONTAINER, *previous,
@@ -171,7 +166,7 @@ def test_a_container_the_kubelet_restarts_keeps_its_redirect(kind: Kind, restric
     assert redirected(kind, restricted, pod_name)
     # The container's process ends (as a crash would) and the kubelet starts it again in the same
     # Pod: same network namespace, no CNI ADD.
-    container_id = container_status(pod, sandbox.HARNESS_CONTAINER)["containerID"].split("//")[-1]
+    container_id = status_of(pod, sandbox.HARNESS_CONTAINER)["containerID"].split("//")[-1]
     subprocess.run(
         ["docker", "exec", NODE, "ctr", "-n", "k8s.io", "task", "kill", "-s", "SIGKILL",
          container_id],
@@ -180,7 +175,7 @@ def test_a_container_the_kubelet_restarts_keeps_its_redirect(kind: Kind, restric
 
     def restarted() -> Obj | None:
         now = kind.get("pod", pod_name, restricted) or {}
-        harness = container_status(now, sandbox.HARNESS_CONTAINER)
+        harness = status_of(now, sandbox.HARNESS_CONTAINER)
         return now if harness.get("restartCount", 0) >= 1 and harness.get("ready") else None
 
     again = wait_until(restarted, "the harness container restarted and ready", 180)
