@@ -36,6 +36,8 @@ class AgentMemory:
     last status write: without this, each such event would write the same status again."""
     workspace_warning: tuple[int, str] | None = None
     """(generation, message) of the last WorkspaceNotUpdated Warning, so a resync repeats none."""
+    phase: str | None = None
+    """The phase of the last status computed for the Agent (written or already there)."""
     ready_pod: str | None = None
     """UID of the last Pod seen Ready: its start is measured once."""
     egress_replaced: int = 0
@@ -75,6 +77,10 @@ class Memory:
             return known.status
         status: Obj = body.get("status") or {}
         return status
+
+    def phases(self) -> list[str]:
+        """The phase of every Agent with a status computed."""
+        return [m.phase for m in self._agents.values() if m.phase is not None]
 
     def forget(self, key: AgentKey) -> None:
         """Drop what is remembered of one Agent."""

@@ -7,7 +7,7 @@ cluster, and no label can carry anything read from a Secret.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -15,7 +15,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from paddock.kubeobj import timestamp
-from paddock_operator.memory import AgentKey
 
 PHASES = ("Pending", "Starting", "Ready", "Suspended", "Failed")
 API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -41,17 +40,17 @@ def code_class(status: int) -> str:
 
 
 class _AgentPhases(Collector):
-    """Agents by phase, from the last status the operator wrote for each."""
+    """Agents by phase, read at each scrape from the operator's memory of them."""
 
-    def __init__(self) -> None:
-        self.phase: dict[AgentKey, str] = {}
+    def __init__(self, phases: Callable[[], Iterable[str]]) -> None:
+        self.phases = phases
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "paddock_operator_agents", "Agents by the phase of their status", labels=["phase"]
         )
         counts = dict.fromkeys(PHASES, 0)
-        for phase in self.phase.values():
+        for phase in self.phases():
             counts[phase] = counts.get(phase, 0) + 1
         for phase, count in counts.items():
             family.add_metric([phase], count)
@@ -91,21 +90,10 @@ class OperatorMetrics:
             ["reason"],
             registry=self.registry,
         )
-        self._phases = _AgentPhases()
-        self.registry.register(self._phases)
 
-    def agent_phase(self, key: AgentKey, phase: str) -> None:
-        """The phase the operator just wrote for an Agent."""
-        self._phases.phase[key] = phase
-
-    def forget(self, key: AgentKey) -> None:
-        """The Agent is gone."""
-        self._phases.phase.pop(key, None)
-
-    def forget_all_but(self, keep: set[AgentKey]) -> None:
-        """Every Agent not in keep is gone (the resync's complete list)."""
-        for key in [k for k in self._phases.phase if k not in keep]:
-            del self._phases.phase[key]
+    def count_phases(self, phases: Callable[[], Iterable[str]]) -> None:
+        """Serve `paddock_operator_agents` from phases(), called at each scrape."""
+        self.registry.register(_AgentPhases(phases))
 
     def api_request(self, verb: str, url: str, status: int, seconds: float) -> None:
         """One request to the API server (status 0: no answer)."""

@@ -90,6 +90,7 @@ class Reconciler:
         self.settings = settings
         self.memory = Memory()
         self.metrics = metrics or OperatorMetrics()
+        self.metrics.count_phases(self.memory.phases)
         self._turns = itertools.count()  # reconciles in the order they start: their urgency rank
 
     async def reconcile(self, ref: AgentRef, body: Obj) -> Obj:
@@ -184,7 +185,7 @@ class Reconciler:
             ),
             previous,
         )
-        self.metrics.agent_phase(ref.key, written["phase"])
+        self.memory.of(ref).phase = written["phase"]
         if restarts is None:
             del written["restarts"]
         if any(previous.get(k) != v for k, v in written.items()):

@@ -114,13 +114,10 @@ class Scheduler:
         key = agent_ref(body).key
         self._cancel_retry(key)
         self.memory.forget(key)
-        self.metrics.forget(key)
 
     def forget_all_but(self, agents: list[Obj]) -> None:
         """Drop what is remembered of Agents not among these (the resync's complete list)."""
-        keep = {agent_ref(a).key for a in agents}
-        self.memory.forget_all_but(keep)
-        self.metrics.forget_all_but(keep)
+        self.memory.forget_all_but(agent_ref(a).key for a in agents)
 
     def close(self) -> None:
         """Stop every pending retry."""

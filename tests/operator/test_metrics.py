@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from paddock_operator.memory import Memory
 from paddock_operator.metrics import OperatorMetrics, code_class, resource_of
+from paddock_operator.names import AgentRef
 from paddock_testing.metrics import samples
 
 
@@ -30,12 +32,13 @@ def test_requests_are_labelled_by_resource_never_by_name(url: str, resource: str
 
 @pytest.mark.unit
 def test_what_a_scrape_says_and_nothing_of_an_agents_identity() -> None:
-    metrics = OperatorMetrics()
-    metrics.agent_phase(("ns", "coder", "uid-1"), "Ready")
-    metrics.agent_phase(("ns", "other", "uid-2"), "Starting")
-    metrics.agent_phase(("ns", "other", "uid-2"), "Ready")
-    metrics.agent_phase(("ns", "gone", "uid-3"), "Failed")
-    metrics.forget(("ns", "gone", "uid-3"))
+    metrics, memory = OperatorMetrics(), Memory()
+    metrics.count_phases(memory.phases)
+    for name, phase in (("coder", "Ready"), ("other", "Starting"), ("other", "Ready")):
+        memory.of(AgentRef(name, "ns", f"uid-{name}", 1)).phase = phase
+    gone = AgentRef("gone", "ns", "uid-3", 1)
+    memory.of(gone).phase = "Failed"
+    memory.forget(gone.key)
     metrics.api_request("PATCH", "/api/v1/namespaces/ns/pods/coder-sandbox", 200, 0.01)
     metrics.api_request("GET", "/api/v1/namespaces/ns/secrets/github", 0, 0.5)
     metrics.pod_ready("2026-12-07T10:00:00Z", "2026-12-07T10:00:07Z")
@@ -50,6 +53,6 @@ def test_what_a_scrape_says_and_nothing_of_an_agents_identity() -> None:
     key = (("code", "error"), ("resource", "secrets"), ("verb", "get"))
     assert found["paddock_operator_api_request_duration_seconds_count", key] == 1
     assert found["paddock_operator_sandbox_pods_replaced_total", (("reason", "EgressNotSetUp"),)]
-    for name in ("coder", "other", "github", "coder-sandbox", "uid-1", '"ns"'):
+    for name in ("coder", "other", "github", "coder-sandbox", "uid-coder", '"ns"'):
         assert name not in text
     assert [code_class(s) for s in (200, 404, 503, 0)] == ["2xx", "4xx", "5xx", "error"]
