@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,6 +32,19 @@ class RunnerProcess(HttpProcess):
         port = {"PADDOCK_RUNNER_HOST": "127.0.0.1", "PADDOCK_RUNNER_PORT": str(self.port)}
         self.spawn([sys.executable, "-m", "paddock.cli", "runner"], {**self.env, **port})
         return RunnerHealth.model_validate_json(self.wait_healthy("/healthz").content)
+
+
+def command_runner(command: list[str], tmp_path: Path) -> RunnerProcess:
+    """A runner whose harness is `command` ({message} is the turn's message), with a fresh
+    workspace under tmp_path; not started."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    env = {
+        "PADDOCK_RUNNER_HARNESS": "command",
+        "PADDOCK_RUNNER_WORKSPACE": str(workspace),
+        "PADDOCK_RUNNER_COMMAND": json.dumps(command),
+    }
+    return RunnerProcess(env, tmp_path / "runner")
 
 
 async def start_turn(client: httpx.AsyncClient, request: TurnRequest) -> TurnAccepted:

@@ -23,7 +23,7 @@ from paddock_gateway.store import SessionKeys
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.proc import gone
 from paddock_testing.redis import RedisServer
-from paddock_testing.runner import RunnerProcess
+from paddock_testing.runner import command_runner
 from paddock_testing.wait import wait_for
 
 pytestmark = pytest.mark.apiserver
@@ -226,14 +226,7 @@ SILENT_WORK = ["sh", "-c", "echo $$; exec sleep 300"]
 async def test_delete_stops_the_running_turn_on_the_runner(
     world: World, http: httpx.AsyncClient, agents_in: Any, tmp_path: Path
 ) -> None:
-    workspace = tmp_path / "workspace"
-    workspace.mkdir()
-    env = {
-        "PADDOCK_RUNNER_HARNESS": "command",
-        "PADDOCK_RUNNER_WORKSPACE": str(workspace),
-        "PADDOCK_RUNNER_COMMAND": json.dumps(SILENT_WORK),
-    }
-    runner = RunnerProcess(env, tmp_path / "runner")
+    runner = command_runner(SILENT_WORK, tmp_path)
     runner.start()
     try:
         agents_in(world.namespace).create("silent", runner.url)

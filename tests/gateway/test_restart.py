@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 
 from paddock_gateway.client import Event, GatewayClient
-from paddock_testing.runner import RunnerProcess
+from paddock_testing.runner import command_runner
 from paddock_testing.sessions import assert_exactly_once, collect_turn
 
 pytestmark = pytest.mark.apiserver
@@ -102,15 +101,8 @@ LINES = (
 async def test_real_runner_killed_mid_command_turn_completes_every_event_once(
     processes: Any, agents: Any, gateway_env: dict[str, str], apiserver: Any, tmp_path: Path
 ) -> None:
-    workspace = tmp_path / "workspace"
-    workspace.mkdir()
-    env = {
-        "PADDOCK_RUNNER_HARNESS": "command",
-        "PADDOCK_RUNNER_WORKSPACE": str(workspace),
-        "PADDOCK_RUNNER_COMMAND": json.dumps([sys.executable, "-c", LINES, "{message}"]),
-    }
     # The same port across restarts, as a Service in front of the Agent's Pod keeps its address.
-    runner = RunnerProcess(env, tmp_path / "runner")
+    runner = command_runner([sys.executable, "-c", LINES, "{message}"], tmp_path)
     first = runner.start()
     try:
         name = agents.create("command", runner.url)
