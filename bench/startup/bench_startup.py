@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -238,7 +237,6 @@ def main() -> int:
     args = parser.parse_args()
     env = tools()
     cluster = Cluster(env["PADDOCK_KUBECTL"], env["PADDOCK_HELM"])
-    os.environ.setdefault("KUBECONFIG", str(Path.home() / ".kube" / "config"))
     had = current_mode(cluster)
     agent = prepare(cluster)
     results: dict[str, list[Run]] = {}
