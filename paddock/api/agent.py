@@ -7,10 +7,11 @@ the API server at apply time.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from paddock.api.schema import Model, Quantity, empty, list_map, matching, rule, validations
 
@@ -414,6 +415,50 @@ class Workspace(Model):
     """Delete the volume with the Agent, or Retain it (it stays, owned by no one)."""
 
 
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"
+IDLE_AFTER_MIN_SECONDS = 10
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def duration_seconds(duration: str) -> float:
+    """Seconds in a duration as Kubernetes writes them (a Go duration of h, m and s: 1h30m, 90s)."""
+    if not re.fullmatch(DURATION_PATTERN, duration):
+        raise ValueError(f"{duration!r} is not a duration such as 15m, 1h30m or 90s")
+    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)", duration)
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+def _long_enough(duration: str) -> str:
+    if duration_seconds(duration) < IDLE_AFTER_MIN_SECONDS:
+        raise ValueError(f"must be at least {IDLE_AFTER_MIN_SECONDS}s")
+    return duration
+
+
+class Lifecycle(Model):
+    """When the operator suspends the Agent by itself."""
+
+    idle_after: (
+        Annotated[
+            str,
+            matching(
+                DURATION_PATTERN, "must be a duration such as 15m, 1h30m or 90s", max_length=32
+            ),
+            AfterValidator(_long_enough),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        json_schema_extra=validations(
+            rule(
+                f"!self.matches(r'{DURATION_PATTERN}') || "
+                f"duration(self) >= duration('{IDLE_AFTER_MIN_SECONDS}s')",
+                f"spec.lifecycle.idleAfter must be at least {IDLE_AFTER_MIN_SECONDS}s",
+            )
+        ),
+    )
+    """Suspend the Agent after this long Ready and unused (at least 10s); a message wakes it."""
+
+
 class AgentSpec(Model):
     """Desired state of an Agent."""
 
@@ -461,7 +506,9 @@ class AgentSpec(Model):
     workspace: Workspace = empty(Workspace)
     """The persistent working directory."""
     suspend: bool = False
-    """Delete the Pod and keep the workspace; set back to false to resume."""
+    """Delete the Pod, keep the workspace, until set back to false (a message does not resume)."""
+    lifecycle: Lifecycle = empty(Lifecycle)
+    """Automatic suspend when idle."""
     runtime_class_name: DnsSubdomain | None = None
     """RuntimeClass for the Pod (e.g. gvisor or kata for a stronger sandbox)."""
 
@@ -507,6 +554,10 @@ class AgentStatus(Model):
     """The model the server is serving now."""
     restarts: Annotated[int, Field(ge=0)] = 0
     """How often the sandbox Pod was recreated."""
+    last_activity_time: datetime | None = None
+    """When the gateway last saw the Agent in use (written by the gateway, for idleAfter)."""
+    idle_suspend_time: datetime | None = None
+    """When the operator suspended the idle Agent; activity after it wakes the Agent."""
 
 
 class Agent(Model):
@@ -537,6 +588,11 @@ PRINTER_COLUMNS = (
         "name": "Ready",
         "type": "string",
         "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 )
