@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,15 @@ from paddock_testing.wait import wait_for
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "charts" / "paddock" / "crds"
 EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _collect_what_the_module_left() -> Iterator[None]:
+    """Collect garbage at the end of each module, so that something a module left unclosed (a
+    socket held by a reference cycle) is reported as that module's ResourceWarning, not as an
+    unraisable exception in whichever later test the collector happened to run."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
