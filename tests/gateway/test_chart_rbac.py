@@ -1,5 +1,5 @@
-"""The gateway run with only the chart's RBAC: it authenticates, authorizes and serves a turn, and
-may change nothing of an Agent but its status."""
+"""The gateway run with only the chart's RBAC: it authenticates, authorizes, serves a turn and
+records an Agent's activity, and may change nothing of an Agent but its status."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from paddock_gateway.client import GatewayClient
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.helm import render
+from paddock_testing.wait import wait_for
 
 pytestmark = pytest.mark.apiserver
 
@@ -29,6 +30,7 @@ class Setup:
     rules: list[dict[str, Any]]
     account: str
     """The gateway's ServiceAccount, as RBAC names it."""
+    agents: Any
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +52,13 @@ def setup(  # noqa: PLR0917 - pytest hands fixtures in as parameters
     agents = agents_in(namespace)
     agents.create("alpha", runner_url)
     agents.create("beta", runner_url)
-    alice = token_in(namespace, "alice", "alpha")
+    agents.create("gamma", runner_url, idle_after="15m")
+    alice = token_in(namespace, "alice", "alpha", "gamma")
     env = gateway_env | {"PADDOCK_GATEWAY_KUBE_TOKEN_FILE": str(token_file)}
     gateway, _ = module_processes.gateway(env)
     role = next(d for d in rbac if d["kind"] == "ClusterRole")
     service_account = f"system:serviceaccount:{SYSTEM}:{account}"
-    return Setup(gateway, namespace, alice, role["rules"], service_account)
+    return Setup(gateway, namespace, alice, role["rules"], service_account, agents)
 
 
 def test_cluster_role_is_four_rules_and_no_secrets(setup: Setup) -> None:
@@ -86,6 +89,19 @@ def test_the_gateway_may_patch_an_agents_status_and_nothing_else_of_it(
         "-n", setup.namespace, f"--as={setup.account}", check=False,
     )  # fmt: skip
     assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stderr
+
+
+@pytest.mark.asyncio
+async def test_gateway_with_the_charts_permissions_records_a_message_to_an_idle_after_agent(
+    setup: Setup,
+) -> None:
+    client = GatewayClient([setup.gateway], setup.alice, setup.namespace, "gamma")
+    try:
+        session = (await client.create_session())["id"]
+        await client.send(session, "hello")
+    finally:
+        await client.aclose()
+    wait_for(lambda: setup.agents.last_activity("gamma"), "gamma's status.lastActivityTime")
 
 
 @pytest.mark.asyncio

@@ -29,7 +29,7 @@ def suspended_by_spec(namespace: str, name: str) -> str:
         409: {
             "model": Problem,
             "description": "The id was used for a different message, or the Agent is suspended "
-            "by spec.suspend",
+            "by spec.suspend (an Agent suspended for being idle takes the message and wakes)",
         },
     },
 )
@@ -45,6 +45,9 @@ async def post_message(
         agent.namespace, agent.name, session_id,
         message_id=body.id, content=body.content, model=body.model,
     )  # fmt: skip
+    # A use of the Agent, duplicates too (a retry may follow a write that failed): wakes it if
+    # it was suspended for being idle.
+    await gateway.activity.touch(agent.namespace, agent.name, now)
     if posted.duplicate:
         response.status_code = status.HTTP_200_OK
     else:
