@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from paddock.api.agent import AgentStatus
 from paddock_gateway.access import TtlCache
-from paddock_gateway.kube import GatewayKubeClient
+from paddock_gateway.kube import AgentState, GatewayKubeClient
 
 
 def ready_endpoint(status: AgentStatus) -> str | None:
@@ -24,9 +24,14 @@ class Agents:
         """Return if the Agent exists; AgentNotFoundError otherwise."""
         if self._known.get((namespace, name)):
             return
-        await self.kube.agent_status(namespace, name)
+        await self.read(namespace, name)
+
+    async def read(self, namespace: str, name: str) -> AgentState:
+        """The Agent now (never cached); AgentNotFoundError if there is none."""
+        state = await self.kube.agent(namespace, name)
         self._known.put((namespace, name), True)
+        return state
 
     async def endpoint(self, namespace: str, name: str) -> str | None:
         """The runner's URL now, or None while the Agent is not Ready."""
-        return ready_endpoint(await self.kube.agent_status(namespace, name))
+        return ready_endpoint((await self.read(namespace, name)).status)

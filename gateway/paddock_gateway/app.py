@@ -16,6 +16,7 @@ from redis.retry import Retry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paddock_gateway.access import Access
+from paddock_gateway.activity import Activity
 from paddock_gateway.agents import Agents
 from paddock_gateway.driver import TurnDriver
 from paddock_gateway.errors import GatewayError, UnauthenticatedError
@@ -62,19 +63,23 @@ def create_app(
             settings.deleted_grace_seconds,
         )
         agents = Agents(kube_api, settings.auth_cache_seconds)
+        activity = Activity(kube_api)
         runners = RunnerPool()
 
         def make_driver(session: SessionInfo, token: str) -> TurnDriver:
-            return TurnDriver(store, agents, runners, settings, session=session, token=token)
+            return TurnDriver(
+                store, agents, activity, runners, settings, session=session, token=token
+            )
 
         supervisor = Supervisor(store, make_driver, settings.lease_seconds, settings.sweep_seconds)
         access = Access(kube_api, settings.auth_cache_seconds, settings.token_audiences)
-        app.state.gateway = Gateway(settings, store, access, agents, runners, supervisor)
+        app.state.gateway = Gateway(settings, store, access, agents, activity, runners, supervisor)
         supervisor.start()
         try:
             yield
         finally:
             await supervisor.stop()
+            await activity.aclose()
             await runners.aclose()
             if kube is None:
                 await kube_api.aclose()

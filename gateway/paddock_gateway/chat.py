@@ -24,6 +24,7 @@ _RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "tool_result": lambda d: f"[result] {str(d.get('output', ''))[:2000]}\n",
     "error": lambda d: f"[error] {d.get('message', '')}\n",
     "agent_restarting": lambda _: "[agent restarting: waiting for it to come back]\n",
+    "agent_waking": lambda _: "[agent waking: it was idle]\n",
     "agent_ready": lambda _: "[agent back: resuming the turn]\n",
     "reset": lambda _: "[older events were trimmed: showing from the oldest kept]\n",
     "turn_end": lambda d: f"[turn {d.get('reason', 'done')}]\n",

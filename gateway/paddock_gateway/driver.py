@@ -1,4 +1,5 @@
-"""Driving a session's turns on its Agent's runner, through runner restarts, under a lease."""
+"""Driving a session's turns on its Agent's runner, through runner restarts and idle wakes,
+under a lease."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import logging
 from dataclasses import dataclass
 
 from paddock.protocol import TurnRequest
-from paddock_gateway.agents import Agents
+from paddock_gateway.activity import Activity, needs_wake
+from paddock_gateway.agents import Agents, ready_endpoint
 from paddock_gateway.errors import AgentNotFoundError, UnavailableError
+from paddock_gateway.kube import AgentState
 from paddock_gateway.runner_client import RunnerClient, RunnerGoneError, RunnerPool
 from paddock_gateway.settings import GatewaySettings
 from paddock_gateway.store import LeaseLostError, SessionGoneError, SessionInfo, Store, Turn
@@ -39,17 +42,19 @@ class _Progress:
     incarnation: str
     seq: int
     restarting: bool = False
+    waking: bool = False
 
 
 class TurnDriver:
     """Runs the session's queued turns one after another while this replica holds the lease."""
 
     def __init__(
-        self, store: Store, agents: Agents, runners: RunnerPool, settings: GatewaySettings,
-        *, session: SessionInfo, token: str,
+        self, store: Store, agents: Agents, activity: Activity, runners: RunnerPool,
+        settings: GatewaySettings, *, session: SessionInfo, token: str,
     ) -> None:  # fmt: skip
         self.store = store
         self.agents = agents
+        self.activity = activity
         self.runners = runners
         self.settings = settings
         self.session = session
@@ -57,6 +62,9 @@ class TurnDriver:
 
     async def run(self) -> None:
         """Drive turns until none is left (the lease is then given up) or the lease is lost."""
+        # Driving is use of the Agent, waits for it included: a long turn never idles out.
+        heartbeat = self.activity.heartbeat(self.session.namespace, self.session.agent)
+        heartbeat.start()
         drive = asyncio.create_task(self._drive_all())
         renew = asyncio.create_task(self._renew())
         try:
@@ -71,6 +79,7 @@ class TurnDriver:
             for task in (drive, renew):
                 task.cancel()
             await asyncio.gather(drive, renew, return_exceptions=True)
+            heartbeat.stop()
             # Harmless when idle or lost: only the holder's token deletes the lease.
             await self._release()
 
@@ -97,10 +106,11 @@ class TurnDriver:
         deadline = asyncio.get_running_loop().time() + self.settings.restart_timeout_seconds
         while True:
             try:
-                runner = await self._runner()
+                agent = await self._agent()
             except AgentNotFoundError:
                 await self._fail(turn, "the agent was deleted")
                 return
+            runner = self._runner(agent)
             if runner is not None:
                 try:
                     if await self._attempt(runner, turn, progress):
@@ -113,20 +123,24 @@ class TurnDriver:
             if asyncio.get_running_loop().time() > deadline:
                 await self._fail(turn, "the agent did not become Ready again in time")
                 return
-            await self._restarting(progress)
+            await self._not_ready(agent, progress)
             await asyncio.sleep(self.settings.agent_poll_seconds)
 
     async def _fail(self, turn: Turn, reason: str) -> None:
         log.warning("session %s: turn %s failed: %s", self.session.id, turn.turn_id, reason)
         await self.store.fail_turn(self.session.id, self.token, turn.turn_id, reason)
 
-    async def _runner(self) -> RunnerClient | None:
-        """The runner if the Agent is Ready, None while it is not; AgentNotFoundError if gone."""
+    async def _agent(self) -> AgentState | None:
+        """The Agent now, None when the API cannot tell; AgentNotFoundError if it is gone."""
         try:
-            endpoint = await self.agents.endpoint(self.session.namespace, self.session.agent)
+            return await self.agents.read(self.session.namespace, self.session.agent)
         except UnavailableError as error:
             log.warning("session %s: %s", self.session.id, error.detail)
             return None
+
+    def _runner(self, agent: AgentState | None) -> RunnerClient | None:
+        """The Agent's runner if it is Ready."""
+        endpoint = ready_endpoint(agent.status) if agent else None
         return self.runners.get(endpoint) if endpoint else None
 
     async def _same(self, runner: RunnerClient, incarnation: str) -> bool:
@@ -134,6 +148,26 @@ class TurnDriver:
             return (await runner.health()).incarnation == incarnation
         except RunnerGoneError:
             return False
+
+    async def _not_ready(self, agent: AgentState | None, progress: _Progress) -> None:
+        """Tell the session why it waits, once; wake the Agent if it was suspended for idling."""
+        if agent is not None and agent.idle_suspended:
+            await self._waking(agent, progress)
+        elif not progress.waking:  # once woken, the Agent is Starting: not a restart
+            await self._restarting(progress)
+
+    async def _waking(self, agent: AgentState, progress: _Progress) -> None:
+        if not progress.waking:
+            progress.waking = True
+            await self.store.append(
+                self.session.id, "agent_waking",
+                {"reason": "the agent was suspended after being idle; waking it"},
+                token=self.token, state="agent_waking",
+            )  # fmt: skip
+        # Again while the status shows no activity after the suspend: a write failed, or the
+        # operator suspended it again after ours.
+        if needs_wake(agent):
+            await self.activity.touch(self.session.namespace, self.session.agent, agent)
 
     async def _restarting(self, progress: _Progress) -> None:
         if progress.restarting:
@@ -170,8 +204,8 @@ class TurnDriver:
             self.session.id, self.token, turn.turn_id, incarnation
         ):
             progress.incarnation, progress.seq = incarnation, 0
-        if progress.restarting:
-            progress.restarting = False
+        if progress.restarting or progress.waking:
+            progress.restarting = progress.waking = False
             await self.store.append(
                 self.session.id, "agent_ready", {"incarnation": incarnation},
                 token=self.token, state="running",

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from paddock.api.agent import GROUP, PLURAL, VERSION, AgentStatus
+from paddock.api.agent import GROUP, PLURAL, VERSION, AgentStatus, duration_seconds
 from paddock_gateway.errors import AgentNotFoundError, UnavailableError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,32 @@ class User:
     uid: str = ""
     groups: tuple[str, ...] = ()
     extra: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """What the gateway reads of an Agent: its status, spec.suspend and spec.lifecycle.idleAfter."""
+
+    status: AgentStatus
+    suspended: bool
+    """spec.suspend: a person suspended it; only a person resumes it."""
+    idle_after: float | None
+    """spec.lifecycle.idleAfter in seconds; None: the Agent never suspends by itself."""
+
+    @property
+    def idle_suspended(self) -> bool:
+        """Suspended by the operator for being idle: the next activity wakes it."""
+        return self.status.idle_suspend_time is not None and not self.suspended
+
+    @property
+    def tracks_activity(self) -> bool:
+        """Whether the operator reads status.lastActivityTime of this Agent at all."""
+        return self.idle_after is not None or self.status.idle_suspend_time is not None
+
+
+def rfc3339(when: datetime) -> str:
+    """A time as the API server's date-time fields hold it: UTC, `Z`, milliseconds."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _FileToken(httpx.Auth):
@@ -36,7 +66,7 @@ class _FileToken(httpx.Auth):
 
 
 class GatewayKubeClient:
-    """TokenReview, SubjectAccessReview and reading Agents."""
+    """TokenReview, SubjectAccessReview, reading Agents and recording their activity."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
@@ -94,17 +124,31 @@ class GatewayKubeClient:
         status = (await self._post(path, body))["status"]
         return bool(status.get("allowed")) and not status.get("denied")
 
-    async def agent_status(self, namespace: str, name: str) -> AgentStatus:
-        """The Agent's status; AgentNotFoundError when there is no such Agent."""
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+    async def agent(self, namespace: str, name: str) -> AgentState:
+        """The Agent as the gateway needs it; AgentNotFoundError when there is no such Agent."""
         try:
-            response = await self.client.get(path)
+            response = await self.client.get(_agent_path(namespace, name))
         except httpx.HTTPError as error:
             raise UnavailableError(f"Kubernetes API unreachable: {error}") from error
         if response.status_code == 404:
             raise AgentNotFoundError(f"agent {namespace}/{name} not found")
         _check(response)
-        return AgentStatus.model_validate(response.json().get("status") or {})
+        return _agent_state(response.json())
+
+    async def record_activity(self, namespace: str, name: str, when: datetime) -> None:
+        """Set status.lastActivityTime (a merge patch of the status subresource only)."""
+        body = {"status": {"lastActivityTime": rfc3339(when)}}
+        try:
+            response = await self.client.patch(
+                f"{_agent_path(namespace, name)}/status",
+                json=body,
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+        except httpx.HTTPError as error:
+            raise UnavailableError(f"Kubernetes API unreachable: {error}") from error
+        if response.status_code == 404:
+            raise AgentNotFoundError(f"agent {namespace}/{name} not found")
+        _check(response)
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -114,6 +158,30 @@ class GatewayKubeClient:
         _check(response)
         answer: dict[str, Any] = response.json()
         return answer
+
+
+def _agent_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
+def _agent_state(agent: dict[str, Any]) -> AgentState:
+    spec = agent.get("spec") or {}
+    idle_after: float | None = None
+    if text := (spec.get("lifecycle") or {}).get("idleAfter"):
+        try:
+            idle_after = duration_seconds(text)
+        except ValueError:  # the API server checks it; an older CRD may not have
+            log.warning("agent %s: spec.lifecycle.idleAfter %r ignored", _name(agent), text)
+    return AgentState(
+        status=AgentStatus.model_validate(agent.get("status") or {}),
+        suspended=bool(spec.get("suspend")),
+        idle_after=idle_after,
+    )
+
+
+def _name(agent: dict[str, Any]) -> str:
+    meta = agent.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
 def _check(response: httpx.Response) -> None:

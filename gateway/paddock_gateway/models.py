@@ -34,7 +34,7 @@ class Session(BaseModel):
     namespace: str
     agent: str
     created: datetime
-    state: Literal["idle", "running", "agent_restarting"]
+    state: Literal["idle", "running", "agent_restarting", "agent_waking"]
     turns: int
     """Turns completed so far."""
     model: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from paddock_gateway.access import Access
+from paddock_gateway.activity import Activity
 from paddock_gateway.agents import Agents
 from paddock_gateway.runner_client import RunnerPool
 from paddock_gateway.settings import GatewaySettings
@@ -20,5 +21,6 @@ class Gateway:
     store: Store
     access: Access
     agents: Agents
+    activity: Activity
     runners: RunnerPool
     supervisor: Supervisor

@@ -19,7 +19,7 @@ from paddock_gateway.errors import ConflictError, SessionNotFoundError
 PREFIX = "paddock"
 ACTIVE = f"{PREFIX}:active"
 
-State = Literal["idle", "running", "agent_restarting", "deleted"]
+State = Literal["idle", "running", "agent_restarting", "agent_waking", "deleted"]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Callable
@@ -43,6 +44,18 @@ def wait_for(
             more = f"\n{detail()}" if detail else ""
             raise error(f"timed out after {timeout:.0f} s waiting for {what}{said}{more}")
         time.sleep(every)
+
+
+async def wait_until(
+    check: Callable[[], T | None], what: str, within: float = 30, *, every: float = 0.02
+) -> T:
+    """wait_for inside an event loop: poll check, letting the loop run in between."""
+    deadline = time.monotonic() + within
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
+        await asyncio.sleep(every)
+    return value
 
 
 def wait_http(

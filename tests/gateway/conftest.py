@@ -10,11 +10,14 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from paddock.kubeobj import timestamp
+from paddock_gateway.kube import rfc3339
 from paddock_testing.agents import minimal_agent
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.proc import free_port
@@ -113,34 +116,73 @@ class Agents:
         self.server = server
         self.namespace = namespace
 
-    def create(self, name: str, endpoint: str | None = None) -> str:
-        """Apply an Agent; Ready at `endpoint` when one is given."""
-        self.server.kubectl(
-            "apply", "-n", self.namespace, "-f", "-", input=json.dumps(minimal_agent(name))
-        )
+    def create(
+        self, name: str, endpoint: str | None = None, *, idle_after: str | None = None,
+        suspend: bool = False,
+    ) -> str:  # fmt: skip
+        """Apply an Agent (with spec.lifecycle.idleAfter, spec.suspend when given); Ready at
+        `endpoint` when one is given."""
+        body = minimal_agent(name)
+        if idle_after:
+            body["spec"]["lifecycle"] = {"idleAfter": idle_after}
+        body["spec"]["suspend"] = suspend
+        self.server.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(body))
         if endpoint:
             self.set_ready(name, endpoint)
         return name
 
+    def get(self, name: str) -> dict[str, Any]:
+        """The Agent as the API server has it now."""
+        got = self.server.kubectl("get", "agent", name, "-n", self.namespace, "-o", "json")
+        agent: dict[str, Any] = json.loads(got.stdout)
+        return agent
+
+    def last_activity(self, name: str) -> datetime | None:
+        """status.lastActivityTime, as the gateway wrote it."""
+        written = self.get(name).get("status", {}).get("lastActivityTime")
+        return timestamp(written) if written else None
+
     def set_ready(self, name: str, endpoint: str | None) -> None:
-        """Ready=True with the runner at `endpoint`, or Ready=False (Pod restarting) for None."""
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        condition = {
-            "type": "Ready",
-            "status": "True" if endpoint else "False",
-            "reason": "RunnerReady" if endpoint else "PodRestarting",
-            "message": "",
-            "lastTransitionTime": now,
-        }
+        """Ready=True with the runner at `endpoint`, or Ready=False (Pod restarting) for None.
+
+        Either way the Agent is awake: idleSuspendTime is cleared, as the operator does on a wake.
+        """
+        ready = "True" if endpoint else "False"
+        reason = "RunnerReady" if endpoint else "PodRestarting"
         status = {
             "phase": "Ready" if endpoint else "Starting",
             "endpoint": endpoint,
-            "conditions": [condition],
+            "conditions": [_ready_condition(ready, reason)],
+            "idleSuspendTime": None,
         }
+        self._write_status(name, status)
+
+    def suspend_idle(self, name: str, at: datetime) -> None:
+        """Suspended by the operator at `at` (its clock) for being idle: Ready=False, Idle."""
+        status = {
+            "phase": "Suspended",
+            "endpoint": None,
+            "conditions": [_ready_condition("False", "Idle")],
+            "idleSuspendTime": rfc3339(at),
+        }
+        self._write_status(name, status)
+
+    def _write_status(self, name: str, status: dict[str, Any]) -> None:
         self.server.kubectl(
             "patch", "agent", name, "-n", self.namespace, "--subresource=status",
             "--type=merge", "-p", json.dumps({"status": status}),
         )  # fmt: skip
+
+
+def _ready_condition(status: str, reason: str) -> dict[str, str]:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "type": "Ready",
+        "status": status,
+        "reason": reason,
+        "message": "",
+        "lastTransitionTime": now,
+    }
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The gateway run with only the chart's RBAC: it authenticates, authorizes and serves a turn."""
+"""The gateway run with only the chart's RBAC: it authenticates, authorizes, serves a turn and
+records an Agent's activity, and may change nothing of an Agent but its status."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from paddock_gateway.client import GatewayClient
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.helm import render
+from paddock_testing.wait import wait_for
 
 pytestmark = pytest.mark.apiserver
 
@@ -26,6 +28,9 @@ class Setup:
     namespace: str
     alice: str
     rules: list[dict[str, Any]]
+    account: str
+    """The gateway's ServiceAccount, as RBAC names it."""
+    agents: Any
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +52,56 @@ def setup(  # noqa: PLR0917 - pytest hands fixtures in as parameters
     agents = agents_in(namespace)
     agents.create("alpha", runner_url)
     agents.create("beta", runner_url)
-    alice = token_in(namespace, "alice", "alpha")
+    agents.create("gamma", runner_url, idle_after="15m")
+    alice = token_in(namespace, "alice", "alpha", "gamma")
     env = gateway_env | {"PADDOCK_GATEWAY_KUBE_TOKEN_FILE": str(token_file)}
     gateway, _ = module_processes.gateway(env)
     role = next(d for d in rbac if d["kind"] == "ClusterRole")
-    return Setup(gateway, namespace, alice, role["rules"])
+    service_account = f"system:serviceaccount:{SYSTEM}:{account}"
+    return Setup(gateway, namespace, alice, role["rules"], service_account, agents)
 
 
-def test_cluster_role_is_three_rules_and_no_secrets(setup: Setup) -> None:
+def test_cluster_role_is_four_rules_and_no_secrets(setup: Setup) -> None:
     granted = {(r["apiGroups"][0], r["resources"][0]): r["verbs"] for r in setup.rules}
     assert granted == {
         ("authentication.k8s.io", "tokenreviews"): ["create"],
         ("authorization.k8s.io", "subjectaccessreviews"): ["create"],
         ("paddock.dev", "agents"): ["get"],
+        ("paddock.dev", "agents/status"): ["patch"],
     }
+
+
+@pytest.mark.parametrize(
+    ("verb", "subresource", "allowed"),
+    [
+        ("patch", "status", True),
+        ("patch", "", False),
+        ("update", "status", False),
+        ("update", "", False),
+        ("delete", "", False),
+    ],
+)
+def test_the_gateway_may_patch_an_agents_status_and_nothing_else_of_it(
+    setup: Setup, apiserver: ApiServer, verb: str, subresource: str, allowed: bool
+) -> None:
+    answer = apiserver.kubectl(
+        "auth", "can-i", verb, "agents.paddock.dev/alpha", f"--subresource={subresource}",
+        "-n", setup.namespace, f"--as={setup.account}", check=False,
+    )  # fmt: skip
+    assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stderr
+
+
+@pytest.mark.asyncio
+async def test_gateway_with_the_charts_permissions_records_a_message_to_an_idle_after_agent(
+    setup: Setup,
+) -> None:
+    client = GatewayClient([setup.gateway], setup.alice, setup.namespace, "gamma")
+    try:
+        session = (await client.create_session())["id"]
+        await client.send(session, "hello")
+    finally:
+        await client.aclose()
+    wait_for(lambda: setup.agents.last_activity("gamma"), "gamma's status.lastActivityTime")
 
 
 @pytest.mark.asyncio

@@ -41,8 +41,10 @@ async def stream_events(
     await store.get(agent.namespace, agent.name, session_id)
     reader = EventReader(store, session_id, gateway.settings.keepalive_seconds)
     body = await reader.start(after or last_event_id)
+    # A client watching is a use of the Agent, until it goes away.
+    heartbeat = gateway.activity.heartbeat(agent.namespace, agent.name)
     return StreamingResponse(
-        body,
+        heartbeat.around(body),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

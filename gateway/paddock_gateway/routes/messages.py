@@ -5,10 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from paddock_gateway.deps import AllowedAgent, GatewayState, SessionId, SessionStore
+from paddock_gateway.errors import ConflictError
 from paddock_gateway.models import MessageAccepted, MessageCreate, Problem
 from paddock_gateway.routes import ERRORS, PREFIX
 
 router = APIRouter(prefix=PREFIX, tags=["messages"], responses=ERRORS)
+
+
+def suspended_by_spec(namespace: str, name: str) -> str:
+    """Why a message to an Agent a person suspended is refused, and how to resume it."""
+    return (
+        f"agent {namespace}/{name} is suspended by spec.suspend: true, and a message does not "
+        f"resume it; resume it with: kubectl patch agent {name} -n {namespace} --type merge "
+        """-p '{"spec":{"suspend":false}}'"""
+    )
 
 
 @router.post(
@@ -16,7 +26,11 @@ router = APIRouter(prefix=PREFIX, tags=["messages"], responses=ERRORS)
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         200: {"model": MessageAccepted, "description": "Already posted: nothing new queued"},
-        409: {"model": Problem, "description": "The id was used for a different message"},
+        409: {
+            "model": Problem,
+            "description": "The id was used for a different message, or the Agent is suspended "
+            "by spec.suspend (an Agent suspended for being idle takes the message and wakes)",
+        },
     },
 )
 async def post_message(
@@ -24,10 +38,16 @@ async def post_message(
     gateway: GatewayState, response: Response,
 ) -> MessageAccepted:  # fmt: skip
     """Queue a message for a turn; posting the same id again is answered but not run again."""
+    now = await gateway.agents.read(agent.namespace, agent.name)
+    if now.suspended:
+        raise ConflictError(suspended_by_spec(agent.namespace, agent.name))
     posted = await store.post(
         agent.namespace, agent.name, session_id,
         message_id=body.id, content=body.content, model=body.model,
     )  # fmt: skip
+    # A use of the Agent, duplicates too (a retry may follow a write that failed): wakes it if
+    # it was suspended for being idle.
+    await gateway.activity.touch(agent.namespace, agent.name, now)
     if posted.duplicate:
         response.status_code = status.HTTP_200_OK
     else:
