@@ -40,6 +40,8 @@ class AgentMemory:
     """The phase of the last status computed for the Agent (written or already there)."""
     ready_pod: str | None = None
     """UID of the last Pod seen Ready: its start is measured once."""
+    idle_check: float | None = None
+    """Seconds (as of the last status computed) until the idle policy wants a reconcile."""
     egress_replaced: int = 0
     """Pods replaced in a row because the node's CNI plugin did not set up their network: each
     next replacement waits longer (a node without the plugin is not hammered with Pods)."""

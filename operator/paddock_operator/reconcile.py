@@ -14,14 +14,16 @@ import base64
 import itertools
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import kopf
 
 from paddock import pki, sandbox
 from paddock.api import agent as api
 from paddock.api.agent import AgentSpec
-from paddock.kubeobj import Obj
+from paddock.kubeobj import Obj, timestamp
 from paddock_operator import stubs
+from paddock_operator.idle import IdleState, idle_state, suspended_message
 from paddock_operator.kube.client import KubeClient
 from paddock_operator.kube.errors import ConflictError, InvalidError
 from paddock_operator.kube.paths import path
@@ -35,6 +37,7 @@ from paddock_operator.render.pod import spec_hash
 from paddock_operator.settings import OperatorSettings
 from paddock_operator.status import (
     EGRESS_NOT_SET_UP,
+    IDLE,
     Observed,
     age_seconds,
     egress_failed,
@@ -97,6 +100,7 @@ class Reconciler:
         """Bring the Agent's objects in line with its spec; return the status written."""
         spec = AgentSpec.model_validate(body["spec"])
         previous = self.memory.status_of(ref, body)
+        idle = idle_state(spec, previous, datetime.now(UTC))
         # The Pod first, its requests ahead of every other Agent's follow-ups: the kubelet waits
         # for the objects it names to appear. Only its NetworkPolicy comes before it, so that no
         # sandbox ever runs open. An Agent with no status yet is new: its CA Secret and Pod are
@@ -108,9 +112,11 @@ class Reconciler:
                 self.kube.apply(objects.network_policy(ref, self.settings)),
             )
             outcome = await self._ensure_pod(
-                ref, spec, stub_values, previous=previous, problem=problem
+                ref, spec, stub_values, previous=previous, problem=problem, idle=idle
             )
         events = [*outcome.events]
+        if idle.woken:
+            events.append(("Normal", "Woken", "activity woke the Agent suspended for being idle"))
         if problem and problem != reported_problem(previous):
             events.append(("Warning", *problem))  # once per problem, not once per retry
         await asyncio.gather(
@@ -129,6 +135,7 @@ class Reconciler:
             problem=problem,
             previous=previous,
             body=body,
+            idle_since=idle.suspended_at,
         )
         if problem:
             raise kopf.TemporaryError(problem[1], delay=self.settings.retry_delay)
@@ -151,10 +158,13 @@ class Reconciler:
             self.metrics.pod_ready(
                 pod["metadata"]["creationTimestamp"], ready["lastTransitionTime"]
             )
-        # The body may predate the last reconcile's status: leave restarts to reconciles.
+        # The body may predate the last reconcile's status: leave restarts to reconciles, and
+        # suspending or waking too (the idle check tells the scheduler to reconcile when due).
+        since = previous.get("idleSuspendTime")
         await self._write_status(
-            ref, spec, pod, restarts=None, problem=problem, previous=previous, body=body
-        )
+            ref, spec, pod, restarts=None, problem=problem, previous=previous, body=body,
+            idle_since=timestamp(since) if since else None,
+        )  # fmt: skip
 
     async def _write_status(
         self,
@@ -166,12 +176,14 @@ class Reconciler:
         problem: tuple[str, str] | None,
         previous: Obj,
         body: Obj,
+        idle_since: datetime | None,
     ) -> Obj:
         """Patch the status subresource, unless previous (the status as it stands, body's or the
-        one last written) already says exactly this.
+        one last written) already says exactly this; then note when the idle policy is next due.
 
         restarts None leaves the count as it is (a merge patch without the field).
         """
+        idle_after = spec.lifecycle.idle_after or ""
         written = status(
             Observed(
                 generation=ref.generation,
@@ -182,16 +194,20 @@ class Reconciler:
                 endpoint=f"http://{ref.service}.{ref.namespace}.svc:{sandbox.RUNNER_PORT}",
                 model=spec.model.default,
                 credentials_problem=problem,
+                idle_suspended=(idle_since, suspended_message(idle_after)) if idle_since else None,
             ),
             previous,
         )
-        self.memory.of(ref).phase = written["phase"]
+        memory = self.memory.of(ref)
+        memory.phase = written["phase"]
         if restarts is None:
             del written["restarts"]
+        full = {**previous, **written}
         if any(previous.get(k) != v for k, v in written.items()):
             patched = await self.kube.patch(agent_path(ref, "status"), {"status": written})
-            full = patched.get("status") or {**previous, **written}
-            self.memory.of(ref).wrote_status(body, patched, full)
+            full = patched.get("status") or full
+            memory.wrote_status(body, patched, full)
+        memory.idle_check = _idle_check(idle_state(spec, full, datetime.now(UTC)), full)
         return written
 
     async def _ensure_ca(
@@ -265,10 +281,11 @@ class Reconciler:
         *,
         previous: Obj,
         problem: tuple[str, str] | None,
+        idle: IdleState,
     ) -> PodOutcome:
         pod_path = path("v1", "pods", ref.namespace, ref.pod)
         restarts = int(previous.get("restarts", 0))
-        wanted = not (spec.suspend or problem)
+        wanted = not (spec.suspend or problem or idle.suspended_at)
         # No Pod in the last status: most likely there is none now, so try to create it first.
         create_first = wanted and not previous.get("podName")
         existing = None if create_first else await self.kube.get(pod_path)
@@ -285,11 +302,12 @@ class Reconciler:
             else:
                 event = ("Normal", "PodCreated", f"created {ref.pod}")
                 return PodOutcome(created, restarts, (event,))
-        if existing is None:
-            return PodOutcome(None, restarts)
-        meta = existing["metadata"]
-        if meta.get("deletionTimestamp"):
-            return PodOutcome(None, restarts)  # its deletion event brings us back
+        if existing is None or existing["metadata"].get("deletionTimestamp"):
+            return PodOutcome(None, restarts)  # a deletion's event brings us back
+        if idle.suspended_at:
+            await self.kube.delete(pod_path, uid=existing["metadata"]["uid"])
+            said = suspended_message(spec.lifecycle.idle_after or "")
+            return PodOutcome(None, restarts, (("Normal", IDLE, said),))
         why = self._replace_reason(existing, spec)
         if why is None:
             return PodOutcome(existing, restarts)
@@ -324,3 +342,11 @@ class Reconciler:
         if annotations.get(SPEC_HASH) != spec_hash(spec, self.settings):
             return "SpecChanged"
         return None
+
+
+def _idle_check(idle: IdleState, status: Obj) -> float | None:
+    """Seconds until the idle policy wants a reconcile: 0 when it is due now (idle long enough,
+    or woken, and the status does not say so yet), None when no time will make it due."""
+    if idle.woken or (idle.suspended_at is not None and not status.get("idleSuspendTime")):
+        return 0.0
+    return idle.check_in

@@ -16,6 +16,7 @@ import weakref
 import kopf
 
 from paddock.kubeobj import Obj
+from paddock_operator.idle import wakes
 from paddock_operator.kube.client import KubeClient
 from paddock_operator.kube.errors import KubeError
 from paddock_operator.memory import AgentKey
@@ -24,6 +25,9 @@ from paddock_operator.reconcile import Reconciler, agent_path
 from paddock_operator.status import egress_failed
 
 logger = logging.getLogger(__name__)
+
+IDLE_CHECK_FLOOR = 0.1
+"""Seconds: the soonest an idle check is repeated after a reconcile."""
 
 
 def agent_ref(body: Obj) -> AgentRef:
@@ -52,11 +56,14 @@ class Scheduler:
         """An Agent event (the first listing's included): take on each generation once.
 
         Status and metadata changes (this operator's own status writes among them) come back as
-        events too; they change no generation and start nothing.
+        events too; they change no generation and start nothing, except the gateway's activity
+        on an Agent suspended for being idle, which wakes it.
         """
         ref = agent_ref(body)
         memory = self.memory.of(ref)
-        if body["metadata"].get("deletionTimestamp") or memory.generation == ref.generation:
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        if memory.generation == ref.generation and not wakes(body):
             return
         memory.generation = ref.generation
         await self.attempt(body)
@@ -81,7 +88,11 @@ class Scheduler:
             logger.exception("reconciling Agent %s/%s failed", ref.namespace, ref.name)
             self._retry_later(ref, self._settings.resync_interval)
         else:
-            self._cancel_retry(ref.key)
+            check = self.memory.of(ref).idle_check
+            if check is None:
+                self._cancel_retry(ref.key)
+            else:  # a floor, so that a mistake here cannot become a busy loop
+                self._retry_later(ref, max(check, IDLE_CHECK_FLOOR))
         self.metrics.reconciles.labels(outcome).observe(time.monotonic() - started)
 
     async def reconcile(self, body: Obj) -> Obj:
@@ -108,6 +119,11 @@ class Scheduler:
             return  # its deletion event follows
         async with self._lock(ref):
             await self.reconciler.refresh_status(ref, body, pod)
+        check = self.memory.of(ref).idle_check
+        if check is not None and check <= 0:
+            await self.attempt(body)  # idle long enough (or woken) while the Pod changed
+        elif check is not None and ref.key not in self._retries:
+            self._retry_later(ref, check)  # a pending retry reconciles, and looks again, sooner
 
     def forget(self, body: Obj) -> None:
         """The Agent is gone: drop what is remembered of it and any retry."""

@@ -22,6 +22,8 @@ class Observed:
     model: str
     credentials_problem: tuple[str, str] | None = None
     """(reason, message) when a credential's Secret or key is missing."""
+    idle_suspended: tuple[datetime, str] | None = None
+    """(since when, what the condition says) while it is suspended for being idle."""
 
 
 def find_condition(status: Obj, kind: str) -> Obj | None:
@@ -75,6 +77,12 @@ def age_seconds(pod: Obj, now: datetime | None = None) -> float:
     return ((now or datetime.now(UTC)) - created).total_seconds()
 
 
+PRECISE = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""RFC 3339 with microseconds, for times compared with another writer's (UTC datetimes only)."""
+
+IDLE = "Idle"
+"""The Ready condition's reason (and the Event's) while an Agent is suspended for being idle."""
+
 EGRESS_NOT_SET_UP = (
     "EgressNotSetUp",
     "the node's paddock-egress CNI plugin did not set up this Pod's network (is the paddock-cni "
@@ -92,6 +100,8 @@ def _pod_or_why_not(seen: Observed) -> Obj | tuple[str, str, str]:
     """The Pod to derive a condition from, or the False condition that says why there is none."""
     if seen.suspended:
         return "False", "Suspended", "spec.suspend is true"
+    if seen.idle_suspended:
+        return "False", IDLE, seen.idle_suspended[1]
     if seen.pod is None:
         return "False", "PodNotCreated", "the sandbox Pod does not exist yet"
     return seen.pod
@@ -136,7 +146,7 @@ def _ready(seen: Observed) -> tuple[str, str, str]:
 
 def phase(seen: Observed) -> str:
     """Pending, Starting, Ready, Suspended or Failed."""
-    if seen.suspended:
+    if seen.suspended or seen.idle_suspended:
         return "Suspended"
     if seen.pod is None or seen.credentials_problem:
         return "Pending"
@@ -176,6 +186,7 @@ def conditions(seen: Observed, previous: list[Obj], now: datetime | None = None)
 
 def status(seen: Observed, previous: Obj, now: datetime | None = None) -> Obj:
     """The whole status subresource body."""
+    idle = seen.idle_suspended
     return {
         "phase": phase(seen),
         "conditions": conditions(seen, previous.get("conditions", []), now),
@@ -184,4 +195,7 @@ def status(seen: Observed, previous: Obj, now: datetime | None = None) -> Obj:
         "endpoint": seen.endpoint,
         "model": seen.model,
         "restarts": seen.restarts,
+        # Sub-second: the gateway's activity must be told apart from it (a merge patch's null
+        # removes the field once the Agent is woken or resumed).
+        "idleSuspendTime": idle[0].strftime(PRECISE) if idle else None,
     }

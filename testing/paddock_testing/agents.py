@@ -29,6 +29,13 @@ def minimal_agent(name: str) -> dict[str, Any]:
     )
 
 
+def idle_agent(name: str, idle_after: str, **spec: Any) -> dict[str, Any]:
+    """minimal_agent with spec.lifecycle.idleAfter (and whatever else spec says)."""
+    agent = minimal_agent(name)
+    agent["spec"] |= {"lifecycle": {"idleAfter": idle_after}, **spec}
+    return agent
+
+
 def external_agent(name: str) -> list[dict[str, Any]]:
     """A small Agent with an external model (no model server: it fits on a kind node beside the
     example Agent), and the Secret of its one credential, KEY, for inference.example.com."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from paddock.kubeobj import Obj
+from paddock.kubeobj import Obj, timestamp
 from paddock_testing.apiserver import ApiServer, ApiServerError
 from paddock_testing.wait import wait_for
 
@@ -48,6 +48,41 @@ class Cluster:
             "metadata": {"name": name},
             "stringData": data,
         }
+
+    def events(self, name: str) -> list[Obj]:
+        """Every Event about the object called name."""
+        selector = f"involvedObject.name={name}"
+        found: list[Obj] = json.loads(
+            self.kubectl("get", "events", "-o", "json", "--field-selector", selector)
+        )["items"]
+        return found
+
+    def wait_ready(self, agent: str, *, other_than: str | None = None) -> tuple[Obj, datetime]:
+        """Play the kubelet for the Agent's (next) Pod until the Agent is Ready: that Pod, and
+        when the Agent's Ready condition became True."""
+        pod = self.wait_pod(agent, other_than=other_than)
+        self.play_kubelet(agent)
+        wait_for(lambda: self.agent_status(agent).get("phase") == "Ready", f"{agent} Ready")
+        return pod, timestamp(self.condition(agent, "Ready")["lastTransitionTime"])
+
+    def record_activity(self, agent: str) -> datetime:
+        """Write the Agent's status.lastActivityTime now, as the gateway does; that time."""
+        now = datetime.now(UTC)
+        patch = {"status": {"lastActivityTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}
+        self.kubectl(
+            "patch", "agent", agent, "--subresource=status", "--type=merge",
+            "-p", json.dumps(patch),
+        )  # fmt: skip
+        return now
+
+    def wait_idle_suspended(self, agent: str, timeout: float) -> datetime:
+        """Wait until the operator suspends the Agent for being idle; its idleSuspendTime."""
+
+        def idle() -> str | None:
+            status = self.agent_status(agent)
+            return status.get("idleSuspendTime") if status.get("phase") == "Suspended" else None
+
+        return timestamp(wait_for(idle, f"{agent} suspended for being idle", timeout))
 
     def warnings(self, name: str) -> dict[str, int]:
         """How many Warning Events each reason has about the object called name."""

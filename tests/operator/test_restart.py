@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from paddock_testing.agents import minimal_agent
+from paddock_testing.agents import idle_agent, minimal_agent
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.cluster import Cluster, wait_for
 
@@ -148,3 +149,23 @@ def test_starts_with_more_agents_than_it_has_ever_seen_at_once(
     )
     operator_process.start()
     wait_for(lambda: len(sandbox_pods(cluster)) == many, f"{many} sandbox Pods", timeout=120)
+
+
+def test_an_operator_restart_mid_idle_neither_resets_nor_shortens_the_idle_time(
+    cluster: Cluster, operator_process: OperatorProcess
+) -> None:
+    idle_after = 10
+    cluster.apply(cluster.secret("token", v="real-token-value"), idle_agent("idler", "10s"))
+    operator_process.start()
+    _, ready_since = cluster.wait_ready("idler")
+    wait_for(
+        lambda: datetime.now(UTC) > ready_since + timedelta(seconds=idle_after / 2),
+        "half the idle time",
+    )
+    operator_process.kill()  # its timer for the Agent goes with it
+    restarted = datetime.now(UTC)
+    operator_process.start()
+    suspended = cluster.wait_idle_suspended("idler", idle_after + 20)
+    assert suspended >= ready_since + timedelta(seconds=idle_after), "suspended early"
+    # Counted again from the restart, it would be at restarted + idle_after or later.
+    assert suspended < restarted + timedelta(seconds=idle_after), "the restart reset the clock"
