@@ -252,6 +252,16 @@ INVALID: dict[str, tuple[str, list[Callable[[Obj], None]], list[str]]] = {
         [_set("spec.workspace.deletionPolicy", "Archive")],
         ['spec.workspace.deletionPolicy: Unsupported value: "Archive"', '"Delete", "Retain"'],
     ),
+    "idle policy that is not a duration": (
+        LLAMA,
+        [_set("spec.lifecycle", {"idleAfter": "15 minutes"})],
+        ["spec.lifecycle.idleAfter", "must be a duration such as 15m, 1h30m or 90s"],
+    ),
+    "idle policy shorter than the shortest supported": (
+        LLAMA,
+        [_set("spec.lifecycle", {"idleAfter": "9s"})],
+        ["spec.lifecycle.idleAfter must be at least 10s"],
+    ),
     "name too long for the Pod it becomes": (
         LLAMA,
         [_set("metadata.name", "a" * 53)],
@@ -307,8 +317,8 @@ def test_kubectl_get_agents_prints_the_columns(apiserver: ApiServer, namespace: 
         "--subresource=status", "--type=merge", "-p", json.dumps(status),
     )  # fmt: skip
     lines = apiserver.kubectl("get", "ag", "-n", namespace).stdout.splitlines()
-    assert lines[0].split() == ["NAME", "PHASE", "ENGINE", "MODEL", "READY", "AGE"]
-    assert lines[1].split()[:5] == ["coder", "Ready", "llamacpp", "tiny", "True"]
+    assert lines[0].split() == ["NAME", "PHASE", "ENGINE", "MODEL", "READY", "REASON", "AGE"]
+    assert lines[1].split()[:6] == ["coder", "Ready", "llamacpp", "tiny", "True", "PodReady"]
 
 
 def test_status_is_a_subresource(apiserver: ApiServer, namespace: str) -> None:
