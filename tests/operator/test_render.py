@@ -228,11 +228,13 @@ def test_stubs_stay_stable_and_follow_the_credentials() -> None:
     assert reconcile_stubs(fewer, first) == {}
 
 
-def test_spec_hash_changes_with_the_pod_but_not_with_suspend() -> None:
+def test_spec_hash_changes_with_the_pod_but_not_with_suspend_or_the_idle_policy() -> None:
     spec = spec_of("llamacpp-agent.yaml")
     assert spec_hash(spec, SETTINGS) == spec_hash(
         spec.model_copy(update={"suspend": True}), SETTINGS
     )
+    idle = spec_of("llamacpp-agent.yaml", lifecycle={"idleAfter": "15m"})
+    assert spec_hash(spec, SETTINGS) == spec_hash(idle, SETTINGS)
     other = spec_of("llamacpp-agent.yaml", harness={"image": "paddock/harness:0.2.0"})
     assert spec_hash(spec, SETTINGS) != spec_hash(other, SETTINGS)
 
@@ -333,7 +335,9 @@ def test_nothing_is_opened_by_default_and_upgrading_rolls_no_pod() -> None:
         for k, v in INIT_CONTAINER.model_dump(mode="json").items()
         if k not in ("internal_networks", "upstream_ca_bundle", "egress_mode")
     }
-    material = [spec.model_dump(mode="json", exclude={"suspend", "workspace"}), before]
+    # The spec as the first release had it (spec.lifecycle came later).
+    first = spec.model_dump(mode="json", exclude={"suspend", "workspace", "lifecycle"})
+    material = [first, before]
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
     assert spec_hash(spec, INIT_CONTAINER) == digest
     assert spec_hash(spec, SETTINGS) != digest

@@ -230,7 +230,9 @@ def spec_hash(spec: AgentSpec, settings: OperatorSettings) -> str:
     unset = {name for name, was in _ADDED_LATER.items() if getattr(settings, name) == was}
     material = json.dumps(
         [
-            spec.model_dump(mode="json", exclude={"suspend", "workspace"}),
+            # Not the Pod's: suspending, the volume, the idle policy (added later: left out
+            # whole, so that Pods made before it existed are not replaced).
+            spec.model_dump(mode="json", exclude={"suspend", "workspace", "lifecycle"}),
             settings.model_dump(mode="json", exclude=unset),
         ],
         sort_keys=True,
