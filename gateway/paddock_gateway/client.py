@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +96,7 @@ class GatewayClient:
 
     async def events(
         self, session_id: str, after: str | None = None, retry_delay: float = 0.2
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Every event after `after`, live, across disconnects and replicas, until `end`."""
         cursor = after
         while True:

@@ -57,6 +57,20 @@ def idle_state(spec: AgentSpec, status: Obj, now: datetime) -> IdleState:
     return IdleState(check_in=(deadline - now).total_seconds())
 
 
+def change_counts_as_use(spec: AgentSpec, status: Obj, generation: int) -> bool:
+    """Whether a reconcile of this generation counts as use: a change of spec (setting the idle
+    policy among them) restarts the idle clock, so that an Agent busy before it had a policy
+    (the gateway records use only of Agents with one) is not suspended the moment it gets one.
+    Not a new Agent (nobody can use it before it is Ready), nor one suspended for being idle
+    (a change does not wake it)."""
+    return bool(
+        spec.lifecycle.idle_after
+        and not spec.suspend
+        and status.get("observedGeneration") not in (None, generation)
+        and not status.get("idleSuspendTime")
+    )
+
+
 def wakes(body: Obj) -> bool:
     """Whether an Agent's status holds activity after its idle suspend (the gateway's wake)."""
     status = body.get("status") or {}

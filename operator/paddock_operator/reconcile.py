@@ -23,7 +23,12 @@ from paddock.api import agent as api
 from paddock.api.agent import AgentSpec
 from paddock.kubeobj import Obj, timestamp
 from paddock_operator import stubs
-from paddock_operator.idle import IdleState, idle_state, suspended_message
+from paddock_operator.idle import (
+    IdleState,
+    change_counts_as_use,
+    idle_state,
+    suspended_message,
+)
 from paddock_operator.kube.client import KubeClient
 from paddock_operator.kube.errors import ConflictError, InvalidError
 from paddock_operator.kube.paths import path
@@ -38,6 +43,7 @@ from paddock_operator.settings import OperatorSettings
 from paddock_operator.status import (
     EGRESS_NOT_SET_UP,
     IDLE,
+    PRECISE,
     Observed,
     age_seconds,
     egress_failed,
@@ -100,7 +106,10 @@ class Reconciler:
         """Bring the Agent's objects in line with its spec; return the status written."""
         spec = AgentSpec.model_validate(body["spec"])
         previous = self.memory.status_of(ref, body)
-        idle = idle_state(spec, previous, datetime.now(UTC))
+        now = datetime.now(UTC)
+        used = change_counts_as_use(spec, previous, ref.generation)
+        seen = {**previous, "lastActivityTime": now.strftime(PRECISE)} if used else previous
+        idle = idle_state(spec, seen, now)
         # The Pod first, its requests ahead of every other Agent's follow-ups: the kubelet waits
         # for the objects it names to appear. Only its NetworkPolicy comes before it, so that no
         # sandbox ever runs open. An Agent with no status yet is new: its CA Secret and Pod are
@@ -136,6 +145,7 @@ class Reconciler:
             previous=previous,
             body=body,
             idle_since=idle.suspended_at,
+            used_at=now if used else None,
         )
         if problem:
             raise kopf.TemporaryError(problem[1], delay=self.settings.retry_delay)
@@ -177,6 +187,7 @@ class Reconciler:
         previous: Obj,
         body: Obj,
         idle_since: datetime | None,
+        used_at: datetime | None = None,
     ) -> Obj:
         """Patch the status subresource, unless previous (the status as it stands, body's or the
         one last written) already says exactly this; then note when the idle policy is next due.
@@ -202,6 +213,8 @@ class Reconciler:
         memory.phase = written["phase"]
         if restarts is None:
             del written["restarts"]
+        if used_at is not None:
+            written["lastActivityTime"] = used_at.strftime(PRECISE)
         full = {**previous, **written}
         if any(previous.get(k) != v for k, v in written.items()):
             patched = await self.kube.patch(agent_path(ref, "status"), {"status": written})

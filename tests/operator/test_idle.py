@@ -10,7 +10,7 @@ from kopf.testing import KopfRunner
 
 from paddock.api.agent import AgentSpec
 from paddock.kubeobj import Obj
-from paddock_operator.idle import IdleState, idle_state, wakes
+from paddock_operator.idle import IdleState, change_counts_as_use, idle_state, wakes
 from paddock_testing.agents import idle_agent, minimal_agent
 from paddock_testing.cluster import Cluster, wait_for
 
@@ -78,6 +78,16 @@ def test_only_activity_after_the_suspend_wakes() -> None:
     # A person's suspend wins over a wake; a policy removed while suspended lets it run again.
     assert idle_state(_spec(suspend=True), before, NOW) == IdleState()
     assert idle_state(_spec(None), before, NOW) == IdleState()
+
+
+@pytest.mark.unit
+def test_a_change_of_spec_restarts_the_idle_clock_unless_new_or_idle_suspended() -> None:
+    seen = {"observedGeneration": 1}
+    assert change_counts_as_use(_spec(), seen, 2)
+    assert not change_counts_as_use(_spec(), seen, 1), "the generation already taken on"
+    assert not change_counts_as_use(_spec(), {}, 1), "a new Agent"
+    assert not change_counts_as_use(_spec(None), seen, 2), "no policy"
+    assert not change_counts_as_use(_spec(), seen | {"idleSuspendTime": _stamp(NOW)}, 2)
 
 
 # --- the running operator --------------------------------------------------------------------
@@ -168,3 +178,23 @@ def test_a_suspend_set_by_a_person_is_not_undone_by_activity(
     )
     assert cluster.pod("held") is None
     assert cluster.condition("held", "Ready")["reason"] == "Suspended"
+
+
+@pytest.mark.apiserver
+def test_a_policy_given_to_an_agent_long_ready_counts_from_when_it_was_given(
+    operator: KopfRunner, cluster_with_secret: Cluster
+) -> None:
+    cluster = cluster_with_secret
+    cluster.apply(minimal_agent("late"))
+    _, ready_since = cluster.wait_ready("late")
+    wait_for(
+        lambda: datetime.now(UTC) > ready_since + timedelta(seconds=IDLE_AFTER + 1),
+        "longer than the idle time, with no policy",
+    )
+    given = datetime.now(UTC)
+    cluster.kubectl(
+        "patch", "agent", "late", "--type=merge", "-p",
+        f'{{"spec":{{"lifecycle":{{"idleAfter":"{IDLE}"}}}}}}',
+    )  # fmt: skip
+    idle_for = (cluster.wait_idle_suspended("late", WAIT) - given).total_seconds()
+    assert IDLE_AFTER <= idle_for < IDLE_AFTER + 1, idle_for
