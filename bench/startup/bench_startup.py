@@ -1,6 +1,8 @@
-"""Benchmark: apply → Ready of a cold Agent on the kind cluster, step by step, per egress mode.
+"""Benchmark: apply → Ready of a cold Agent on the kind cluster, step by step, per egress mode;
+and (--first-token) the first token after apply, next to the first token after a wake.
 
     python bench/startup/bench_startup.py [--runs 10] [--modes cni,init-container]
+    python bench/startup/bench_startup.py --first-token [--runs 10]
 
 Needs the cluster `make dev` made. For each mode in turn it sets the release's
 operator.sandboxEgressMode (helm upgrade --reuse-values; the mode the release had is put back at
@@ -12,11 +14,18 @@ node to itself as a new user's would, and resumed at the end.
 apply → Ready is timed here (polled every 50 ms); the steps in between come from the Pod's own
 timestamps, which the API server keeps in whole seconds. Prints one table: p50 and p99 of each
 step per mode, and the ratio of the modes' p50s (the first mode over the second).
+
+--first-token times what a user waits for, through the gateway's NodePort as `paddock chat` does,
+in the release's current mode: a cold Agent (apply, open a session, send a message: the first
+token), then the same Agent with spec.lifecycle.idleAfter 10s, --runs times: wait until it is
+suspended for being idle, send a message in a new session, time its first token (and the Agent's
+Ready). Prints p50 and p99 of each, and the wake/cold ratio of the p50s.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import subprocess
@@ -27,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from paddock.kubeobj import timestamp
+from paddock_gateway.client import GatewayClient
 from paddock_operator.status import container_status
 from paddock_testing.proc import script_exports
 
@@ -230,13 +240,127 @@ def report(results: dict[str, list[Run]]) -> str:
     return "\n".join(lines)
 
 
+GATEWAY_URL = "http://127.0.0.1:30800"
+IDLE_AFTER = "10s"
+
+
+def gateway_token(cluster: Cluster) -> str:
+    """A token of a ServiceAccount of the bench namespace that may talk to its Agents."""
+    for args in (
+        ("create", "serviceaccount", "bench"),
+        ("create", "role", "bench-connect", "--verb=connect", "--resource=agents.paddock.dev"),
+        ("create", "rolebinding", "bench-connect", "--role=bench-connect",
+         f"--serviceaccount={NAMESPACE}:bench"),
+    ):  # fmt: skip
+        cluster.kubectl(*args, "-n", NAMESPACE, check=False)  # there from an earlier run
+    return cluster.kubectl("create", "token", "bench", "-n", NAMESPACE).strip()
+
+
+async def first_token(client: GatewayClient) -> float:
+    """Seconds from sending a message in a new session to its first token."""
+    session = str((await client.create_session())["id"])
+    sent = time.monotonic()
+    await client.send(session, "Say hello.")
+    events = client.events(session, None)
+    try:
+        async for event in events:
+            if event.type == "token":
+                return time.monotonic() - sent
+            if event.type == "turn_end":
+                raise RuntimeError(f"the turn ended without a token: {event.data}")
+    finally:
+        await events.aclose()  # an open stream counts as use: it would keep the Agent awake
+    raise RuntimeError("the event stream ended")
+
+
+def idle_suspended(cluster: Cluster, name: str) -> bool:
+    status = (cluster.get("agent", name, "-n", NAMESPACE) or {}).get("status") or {}
+    return status.get("phase") == "Suspended" and "idleSuspendTime" in status
+
+
+async def first_tokens(cluster: Cluster, agent: Obj, runs: int) -> dict[str, list[float]]:
+    """Cold apply → first token, then wake → first token (and → Ready), `runs` times each."""
+    token = gateway_token(cluster)
+    out: dict[str, list[float]] = {"cold: apply → first token": [], "wake: message → Ready": []}
+    out["wake: message → first token"] = []
+    for index in range(runs):
+        name = f"bench-ft-{index}"
+        body = json.loads(json.dumps(agent))
+        body["metadata"] = {"name": name, "namespace": NAMESPACE}
+        client = GatewayClient([GATEWAY_URL], token, NAMESPACE, name)
+        try:
+            applied = time.monotonic()
+            cluster.kubectl("apply", "-f", "-", stdin=json.dumps(body))
+            waited = await first_token(client)
+            out["cold: apply → first token"].append(time.monotonic() - applied)
+            print(f"cold {index + 1}: first token after {waited:.2f} s", file=sys.stderr)
+        finally:
+            await client.aclose()
+            cluster.kubectl("delete", "agent", name, "-n", NAMESPACE, "--wait=true")
+    name = "bench-wake"
+    body = json.loads(json.dumps(agent))
+    body["metadata"] = {"name": name, "namespace": NAMESPACE}
+    body["spec"]["lifecycle"] = {"idleAfter": IDLE_AFTER}
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(body))
+    client = GatewayClient([GATEWAY_URL], token, NAMESPACE, name)
+    try:
+        for index in range(runs):
+            deadline = time.monotonic() + 300
+            while not idle_suspended(cluster, name):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} not suspended for being idle after 300 s")
+                await asyncio.sleep(0.2)
+            ready = asyncio.create_task(asyncio.to_thread(_ready_after, cluster, name))
+            out["wake: message → first token"].append(await first_token(client))
+            out["wake: message → Ready"].append(await ready)
+            print(f"wake {index + 1}: {out['wake: message → first token'][-1]:.2f} s",
+                  file=sys.stderr)  # fmt: skip
+    finally:
+        await client.aclose()
+        cluster.kubectl("delete", "agent", name, "-n", NAMESPACE, "--wait=true")
+    return out
+
+
+def _ready_after(cluster: Cluster, name: str) -> float:
+    """Seconds until the Agent is Ready (polled every 50 ms)."""
+    started = time.monotonic()
+    while (cluster.get("agent", name, "-n", NAMESPACE) or {}).get("status", {}).get(
+        "phase"
+    ) != "Ready":
+        if time.monotonic() - started > 300:
+            raise RuntimeError(f"{name} not Ready 300 s after the message")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def first_token_report(results: dict[str, list[float]]) -> str:
+    lines = [f"{'path (s)':<32}{'p50':>10}{'p99':>10}{'runs':>6}"]
+    for path, values in results.items():
+        p50 = statistics.median(values)
+        lines.append(f"{path:<32}{p50:>10.2f}{quantile(values, 0.99):>10.2f}{len(values):>6}")
+    cold = statistics.median(results["cold: apply → first token"])
+    wake = statistics.median(results["wake: message → first token"])
+    lines.append(f"{'p50 wake / cold':<32}{wake / cold:>9.2f}x")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--modes", default="cni,init-container")
+    parser.add_argument("--first-token", action="store_true", help="cold and wake first tokens")
     args = parser.parse_args()
     env = tools()
     cluster = Cluster(env["PADDOCK_KUBECTL"], env["PADDOCK_HELM"])
+    if args.first_token:
+        agent = prepare(cluster)
+        suspend_example(cluster, True)
+        try:
+            tokens = asyncio.run(first_tokens(cluster, agent, args.runs))
+        finally:
+            suspend_example(cluster, False)
+        print(first_token_report(tokens))
+        return 0
     had = current_mode(cluster)
     agent = prepare(cluster)
     results: dict[str, list[Run]] = {}

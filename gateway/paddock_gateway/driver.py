@@ -151,7 +151,8 @@ class TurnDriver:
 
     async def _not_ready(self, agent: AgentState | None, progress: _Progress) -> None:
         """Tell the session why it waits, once; wake the Agent if it was suspended for idling."""
-        if agent is not None and agent.idle_suspended:
+        if agent is not None and (agent.idle_suspended or agent.waking):
+            # Waking: a message's own write may have woken it before this first look.
             await self._waking(agent, progress)
         elif not progress.waking:  # once woken, the Agent is Starting: not a restart
             await self._restarting(progress)

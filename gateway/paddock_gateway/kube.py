@@ -43,6 +43,11 @@ class AgentState:
         return self.status.idle_suspend_time is not None and not self.suspended
 
     @property
+    def waking(self) -> bool:
+        """Woken from an idle suspend and not Ready yet (the operator clears wakeTime then)."""
+        return self.status.wake_time is not None and not self.suspended
+
+    @property
     def tracks_activity(self) -> bool:
         """Whether the operator reads status.lastActivityTime of this Agent at all."""
         return self.idle_after is not None or self.status.idle_suspend_time is not None

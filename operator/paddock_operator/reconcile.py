@@ -146,6 +146,7 @@ class Reconciler:
             body=body,
             idle_since=idle.suspended_at,
             used_at=now if used else None,
+            woken_at=now if idle.woken else None,
         )
         if problem:
             raise kopf.TemporaryError(problem[1], delay=self.settings.retry_delay)
@@ -188,6 +189,7 @@ class Reconciler:
         body: Obj,
         idle_since: datetime | None,
         used_at: datetime | None = None,
+        woken_at: datetime | None = None,
     ) -> Obj:
         """Patch the status subresource, unless previous (the status as it stands, body's or the
         one last written) already says exactly this; then note when the idle policy is next due.
@@ -215,6 +217,10 @@ class Reconciler:
             del written["restarts"]
         if used_at is not None:
             written["lastActivityTime"] = used_at.strftime(PRECISE)
+        if woken_at is not None:
+            written["wakeTime"] = woken_at.strftime(PRECISE)
+        elif previous.get("wakeTime") and written["phase"] in ("Ready", "Suspended"):
+            written["wakeTime"] = None  # woken, and Ready (or suspended again): no longer waking
         full = {**previous, **written}
         if any(previous.get(k) != v for k, v in written.items()):
             patched = await self.kube.patch(agent_path(ref, "status"), {"status": written})

@@ -558,6 +558,8 @@ class AgentStatus(Model):
     """When the gateway last saw the Agent in use (written by the gateway, for idleAfter)."""
     idle_suspend_time: datetime | None = None
     """When the operator suspended the idle Agent; activity after it wakes the Agent."""
+    wake_time: datetime | None = None
+    """When activity woke the Agent suspended for being idle; cleared once it is Ready."""
 
 
 class Agent(Model):

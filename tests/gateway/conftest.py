@@ -154,6 +154,19 @@ class Agents:
             "endpoint": endpoint,
             "conditions": [_ready_condition(ready, reason)],
             "idleSuspendTime": None,
+            **({"wakeTime": None} if endpoint else {}),
+        }
+        self._write_status(name, status)
+
+    def woken(self, name: str, at: datetime) -> None:
+        """Woken from an idle suspend at `at` (by an earlier write), its Pod not made yet: the
+        status the operator writes on a wake."""
+        status = {
+            "phase": "Pending",
+            "endpoint": None,
+            "conditions": [_ready_condition("False", "PodNotCreated")],
+            "idleSuspendTime": None,
+            "wakeTime": rfc3339(at),
         }
         self._write_status(name, status)
 

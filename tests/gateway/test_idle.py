@@ -129,6 +129,36 @@ async def test_a_message_to_an_idle_suspended_agent_wakes_it_and_runs_once_it_is
 
 
 @pytest.mark.asyncio
+async def test_an_agent_woken_before_the_driver_looks_is_waking_not_restarting(
+    world: World,
+) -> None:
+    # The message's own write woke it, and the operator cleared idleSuspendTime, before the
+    # driver's first look: the session still hears of a wake.
+    name = world.agents.create("early-riser", idle_after="10s")
+    world.agents.woken(name, datetime.now(UTC))
+    client = world.client(name)
+    try:
+        session = (await client.create_session())["id"]
+        accepted = await post(world, name, session, "up already")
+        assert accepted.status_code == 202, accepted.text
+
+        async def play_the_operator(event: Event) -> None:
+            if event.type == "agent_waking":
+                world.agents.set_ready(name, world.runner)
+
+        events = await asyncio.wait_for(
+            collect_turn(client.events(session), accepted.json()["turn_id"], play_the_operator),
+            TIMEOUT,
+        )
+    finally:
+        await client.aclose()
+    kinds = [e.type for e in events]
+    assert "agent_restarting" not in kinds, kinds
+    assert kinds.index("agent_waking") < kinds.index("agent_ready") < kinds.index("output")
+    assert outputs(events) == ["up already"]
+
+
+@pytest.mark.asyncio
 async def test_three_messages_posted_while_the_agent_wakes_run_in_order_each_once(
     world: World,
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from kopf.testing import KopfRunner
 
 from paddock.api.agent import AgentSpec
-from paddock.kubeobj import Obj
+from paddock.kubeobj import Obj, timestamp
 from paddock_operator.idle import IdleState, change_counts_as_use, idle_state, wakes
 from paddock_testing.agents import idle_agent, minimal_agent
 from paddock_testing.cluster import Cluster, wait_for
@@ -147,9 +147,13 @@ def test_activity_puts_the_suspend_off_and_activity_after_it_wakes_the_agent(
     assert IDLE_AFTER <= idle_for < IDLE_AFTER + 1, idle_for
 
     woken = cluster.record_activity("busy")
+    # Waking (what the gateway tells a session): wakeTime, until the Agent is Ready.
+    waking = wait_for(lambda: cluster.agent_status("busy").get("wakeTime"), "wakeTime")
+    assert timestamp(waking) >= woken
     again, ready_again = cluster.wait_ready("busy", other_than=pod["metadata"]["uid"])
     status = cluster.agent_status("busy")
     assert "idleSuspendTime" not in status
+    assert "wakeTime" not in status
     assert status.get("restarts", 0) == 0, "a wake is not a restart"
     assert ready_again >= woken.replace(microsecond=0)
     assert cluster.warnings("busy") == {}
