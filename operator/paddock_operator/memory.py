@@ -80,9 +80,9 @@ class Memory:
         status: Obj = body.get("status") or {}
         return status
 
-    def phases(self) -> list[str]:
-        """The phase of every Agent with a status computed."""
-        return [m.phase for m in self._agents.values() if m.phase is not None]
+    def phases(self) -> list[tuple[str, str, str]]:
+        """(namespace, name, phase) of every Agent with a status computed."""
+        return [(k[0], k[1], m.phase) for k, m in self._agents.items() if m.phase is not None]
 
     def forget(self, key: AgentKey) -> None:
         """Drop what is remembered of one Agent."""

@@ -1,8 +1,9 @@
 """The operator's Prometheus metrics, served at /metrics on settings.metrics_port.
 
 Every label takes its values from a small fixed set (outcome, phase, verb, resource, code class,
-reason): never an Agent's name or namespace, so the number of series does not grow with the
-cluster, and no label can carry anything read from a Secret.
+reason), so the number of series does not grow with the cluster, and no label can carry anything
+read from a Secret. The one exception is paddock_operator_agent_phase, one series per Agent and
+phase (as kube-state-metrics has per Pod): what an alert on one Agent that stays not Ready needs.
 """
 
 from __future__ import annotations
@@ -39,22 +40,34 @@ def code_class(status: int) -> str:
     return f"{status // 100}xx" if status else "error"
 
 
-class _AgentPhases(Collector):
-    """Agents by phase, read at each scrape from the operator's memory of them."""
+AgentPhases = Callable[[], Iterable[tuple[str, str, str]]]
+"""(namespace, name, phase) of each Agent the operator knows."""
 
-    def __init__(self, phases: Callable[[], Iterable[str]]) -> None:
+
+class _AgentPhases(Collector):
+    """Agents by phase, and each Agent's phase, read at each scrape from the operator's memory."""
+
+    def __init__(self, phases: AgentPhases) -> None:
         self.phases = phases
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "paddock_operator_agents", "Agents by the phase of their status", labels=["phase"]
         )
+        each = GaugeMetricFamily(
+            "paddock_operator_agent_phase",
+            "1 for the phase of each Agent's status, else 0",
+            labels=["namespace", "agent", "phase"],
+        )
         counts = dict.fromkeys(PHASES, 0)
-        for phase in self.phases():
+        for namespace, name, phase in self.phases():
             counts[phase] = counts.get(phase, 0) + 1
+            for one in PHASES:
+                each.add_metric([namespace, name, one], 1 if one == phase else 0)
         for phase, count in counts.items():
             family.add_metric([phase], count)
         yield family
+        yield each
 
 
 class OperatorMetrics:
@@ -91,8 +104,8 @@ class OperatorMetrics:
             registry=self.registry,
         )
 
-    def count_phases(self, phases: Callable[[], Iterable[str]]) -> None:
-        """Serve `paddock_operator_agents` from phases(), called at each scrape."""
+    def count_phases(self, phases: AgentPhases) -> None:
+        """Serve `paddock_operator_agents` and `_agent_phase` from phases(), at each scrape."""
         self.registry.register(_AgentPhases(phases))
 
     def api_request(self, verb: str, url: str, status: int, seconds: float) -> None:

@@ -31,7 +31,7 @@ def test_requests_are_labelled_by_resource_never_by_name(url: str, resource: str
 
 
 @pytest.mark.unit
-def test_what_a_scrape_says_and_nothing_of_an_agents_identity() -> None:
+def test_what_a_scrape_says_and_an_agents_identity_only_in_its_phase() -> None:
     metrics, memory = OperatorMetrics(), Memory()
     metrics.count_phases(memory.phases)
     for name, phase in (("coder", "Ready"), ("other", "Starting"), ("other", "Ready")):
@@ -48,11 +48,18 @@ def test_what_a_scrape_says_and_nothing_of_an_agents_identity() -> None:
     found = samples(text)
     assert found["paddock_operator_agents", (("phase", "Ready"),)] == 2
     assert found["paddock_operator_agents", (("phase", "Failed"),)] == 0
+    coder = (("agent", "coder"), ("namespace", "ns"))
+    assert found["paddock_operator_agent_phase", (*coder, ("phase", "Ready"))] == 1
+    assert found["paddock_operator_agent_phase", (*coder, ("phase", "Starting"))] == 0
+    assert not any(("agent", "gone") in labels for _, labels in found), "a forgotten Agent"
     assert found["paddock_operator_sandbox_start_seconds_count", ()] == 1
     assert found["paddock_operator_sandbox_start_seconds_sum", ()] == 7
     key = (("code", "error"), ("resource", "secrets"), ("verb", "get"))
     assert found["paddock_operator_api_request_duration_seconds_count", key] == 1
     assert found["paddock_operator_sandbox_pods_replaced_total", (("reason", "EgressNotSetUp"),)]
+    elsewhere = "\n".join(
+        line for line in text.splitlines() if not line.startswith("paddock_operator_agent_phase{")
+    )
     for name in ("coder", "other", "github", "coder-sandbox", "uid-coder", '"ns"'):
-        assert name not in text
+        assert name not in elsewhere
     assert [code_class(s) for s in (200, 404, 503, 0)] == ["2xx", "4xx", "5xx", "error"]
