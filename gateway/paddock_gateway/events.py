@@ -10,9 +10,11 @@ from typing import Any
 
 from paddock.sse import KEEPALIVE, format_event
 from paddock_gateway.errors import BadRequestError
+from paddock_gateway.metrics import Metrics
 from paddock_gateway.store import SessionKeys, Store
 
 _CURSOR = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
+_IDS = re.compile(rb"^id: (\S+)$", re.MULTILINE)
 _BATCH = 1000
 _BEGINNING = "0-0"
 _EXISTS_EVERY = 4
@@ -50,9 +52,12 @@ def _reset(oldest: str | None) -> bytes:
 class EventReader:
     """Serves one client: what follows its cursor, then whatever is appended, until `end`."""
 
-    def __init__(self, store: Store, session_id: str, keepalive: float) -> None:
+    def __init__(
+        self, store: Store, session_id: str, keepalive: float, metrics: Metrics | None = None
+    ) -> None:
         self.redis = store.redis
         self.store = store
+        self.metrics = metrics or Metrics()
         self.session_id = session_id
         self.key = SessionKeys(session_id).events
         self.keepalive_ms = max(1, int(keepalive * 1000))
@@ -66,8 +71,30 @@ class EventReader:
         if wanted > position.last:
             raise BadRequestError(f"cursor {after} is ahead of the session's newest event")
         if self._trimmed(after, position):
-            return self._run(_BEGINNING, _reset(position.oldest))
-        return self._run(after, None)
+            chunks = self._run(_BEGINNING, _reset(position.oldest))
+            return self._counted(chunks, (0, 0), position.last)
+        return self._counted(self._run(after, None), wanted, position.last)
+
+    async def _counted(
+        self, chunks: AsyncIterator[bytes], after: tuple[int, int], until: tuple[int, int]
+    ) -> AsyncIterator[bytes]:
+        """A resumed stream: the events after `after` up to `until` (the newest when the client
+        came back) are counted as replayed, once all are sent or the client leaves first."""
+        replayed, pending = 0, after < until
+        if not pending:
+            self.metrics.resumed(0)
+        try:
+            async for chunk in chunks:
+                if pending:
+                    ids = [parse_cursor(i.decode()) for i in _IDS.findall(chunk)]
+                    replayed += sum(1 for i in ids if i <= until)
+                    if ids and ids[-1] >= until:
+                        pending = False
+                        self.metrics.resumed(replayed)
+                yield chunk
+        finally:
+            if pending:
+                self.metrics.resumed(replayed)
 
     async def _locate(self, cursor: str) -> _Position:
         """One round trip: the stream's ends, and whether the cursor's event is still kept."""

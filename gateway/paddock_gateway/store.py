@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from paddock.protocol import Message, RunnerEvent
 from paddock_gateway import scripts
-from paddock_gateway.errors import ConflictError, SessionNotFoundError
+from paddock_gateway.errors import ConflictError, GatewayError, SessionNotFoundError
+from paddock_gateway.metrics import Metrics
 
 PREFIX = "paddock"
 ACTIVE = f"{PREFIX}:active"
+SESSIONS = f"{PREFIX}:sessions"
+"""Sorted set: every session not deleted -> when it expires if untouched since (unix seconds);
+only for counting them (Store.count), which keeps the scores up to date."""
+_COUNT_BATCH = 1000
 
 State = Literal["idle", "running", "agent_restarting", "agent_waking", "deleted"]
 
@@ -101,14 +109,47 @@ class SessionGoneError(LeaseLostError):
     """The session was deleted while this replica drove it: its turn should stop on the runner."""
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _measured(
+    method: Callable[Concatenate[Store, P], Awaitable[R]],
+) -> Callable[Concatenate[Store, P], Awaitable[R]]:
+    """Time each call of a Store method, named by the method (store.metrics.redis_call); calls
+    that other methods make are counted too."""
+    operation = method.__name__
+
+    @functools.wraps(method)
+    async def measured(store: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        start = time.perf_counter()
+        try:
+            result = await method(store, *args, **kwargs)
+        except RedisError:
+            store.metrics.redis_call(operation, time.perf_counter() - start, ok=False)
+            raise
+        except (GatewayError, LeaseLostError):  # Redis answered; the answer was a refusal
+            store.metrics.redis_call(operation, time.perf_counter() - start, ok=True)
+            raise
+        # Not counted: a call abandoned (cancelled), whose time says nothing of Redis.
+        store.metrics.redis_call(operation, time.perf_counter() - start, ok=True)
+        return result
+
+    return measured
+
+
 class Store:
     """Every read and write of session state; atomic where it matters (scripts.py)."""
 
-    def __init__(self, redis: Redis, max_events: int, idle_seconds: int, grace: int) -> None:
+    def __init__(
+        self, redis: Redis, max_events: int, idle_seconds: int, grace: int,
+        metrics: Metrics | None = None,
+    ) -> None:  # fmt: skip
         self.redis = redis
         self.max_events = max_events
         self.idle_seconds = idle_seconds
         self.grace = grace
+        self.metrics = metrics or Metrics()
         self._scripts = {
             name: redis.register_script(getattr(scripts, name))
             for name in (
@@ -129,6 +170,7 @@ class Store:
 
     # --- sessions ---------------------------------------------------------------------------
 
+    @_measured
     async def create(self, namespace: str, agent: str, model: str | None) -> SessionInfo:
         """A new, idle session on the Agent."""
         session_id = secrets.token_hex(16)
@@ -150,9 +192,13 @@ class Store:
             pipe.xadd(keys.events, {"t": "session_created", "e": event})
             pipe.expire(keys.events, self.idle_seconds)
             pipe.sadd(agent_index(namespace, agent), session_id)
+            pipe.zadd(SESSIONS, {session_id: time.time() + self.idle_seconds})
             await pipe.execute()
+        self.metrics.session_created()
+        self.metrics.events_appended(["session_created"])
         return SessionInfo(session_id, namespace, agent, created, "idle", 0, model)
 
+    @_measured
     async def get(self, namespace: str, agent: str, session_id: str) -> SessionInfo:
         """The session, if it exists on this Agent; SessionNotFoundError otherwise."""
         meta = await self.redis.hgetall(SessionKeys(session_id).key("meta"))
@@ -163,6 +209,7 @@ class Store:
             )
         return info
 
+    @_measured
     async def sessions(self, namespace: str, agent: str) -> list[SessionInfo]:
         """The Agent's sessions, oldest first."""
         index = agent_index(namespace, agent)
@@ -182,6 +229,7 @@ class Store:
             await self.redis.srem(index, *expired)
         return sorted(found, key=lambda s: s.created)
 
+    @_measured
     async def delete(self, namespace: str, agent: str, session_id: str) -> str | None:
         """End the session: streams see `end`, its keys expire after the grace period.
 
@@ -190,19 +238,31 @@ class Store:
         await self.get(namespace, agent, session_id)
         end = event_json("end", {"reason": "deleted"})
         turn = await self._run("DELETE", session_id, self.grace, self.max_events, session_id, end)
-        await self.redis.srem(agent_index(namespace, agent), session_id)
-        return str(turn) if turn else None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.srem(agent_index(namespace, agent), session_id)
+            pipe.zrem(SESSIONS, session_id)
+            await pipe.execute()
+        if turn is None:  # deleted meanwhile by another request
+            return None
+        self.metrics.session_deleted()
+        self.metrics.events_appended(["end"])
+        if turn:
+            self.metrics.turn_finished("deleted")
+        return str(turn) or None
 
+    @_measured
     async def locate(self, session_id: str) -> SessionInfo | None:
         """The session by id alone, for the replica that drives it."""
         return _info(session_id, await self.redis.hgetall(SessionKeys(session_id).key("meta")))
 
+    @_measured
     async def exists(self, session_id: str) -> bool:
         """Whether the session's metadata is still there (deleted ones linger for the grace)."""
         return bool(await self.redis.exists(SessionKeys(session_id).key("meta")))
 
     # --- messages and history ---------------------------------------------------------------
 
+    @_measured
     async def post(
         self, namespace: str, agent: str, session_id: str, *, message_id: str, content: str,
         model: str | None,
@@ -230,8 +290,11 @@ class Store:
             raise SessionNotFoundError(f"session {session_id} not found")
         if verdict == "conflict":
             raise ConflictError(f"message id {message_id} was already used for a different message")
+        if verdict == "accepted":
+            self.metrics.events_appended(["user_message"])
         return Posted(turn_id, verdict == "duplicate", answer[1] if len(answer) > 1 else None)
 
+    @_measured
     async def history(self, session_id: str) -> list[Message]:
         """The conversation before the turn in flight."""
         raw = await self.redis.lrange(SessionKeys(session_id).key("history"), 0, -1)
@@ -239,6 +302,7 @@ class Store:
 
     # --- driving turns (lease holders only) -----------------------------------------------
 
+    @_measured
     async def acquire(self, session_id: str, ttl: float) -> str | None:
         """A lease token if this caller now drives the session's turns, else None."""
         token = secrets.token_hex(8)
@@ -247,18 +311,22 @@ class Store:
             return token
         return None
 
+    @_measured
     async def renew(self, session_id: str, token: str, ttl: float) -> bool:
         """Extend the lease; False when it was lost."""
         return bool(await self._run("RENEW", session_id, token, int(ttl * 1000)))
 
+    @_measured
     async def release(self, session_id: str, token: str) -> None:
         """Give the lease up, so another replica may take the session at once."""
         await self._run("RELEASE", session_id, token)
 
+    @_measured
     async def active(self) -> list[str]:
         """Sessions with a turn in flight or waiting."""
         return sorted(await self.redis.smembers(ACTIVE))  # type: ignore[arg-type]
 
+    @_measured
     async def next_turn(self, session_id: str, token: str) -> Turn | None:
         """The turn in flight, else the next queued one; None (lease given up) when idle."""
         answer = await self._run(
@@ -269,6 +337,9 @@ class Store:
             raise LeaseLostError(session_id)
         if verdict in ("idle", "gone"):
             return None
+        if verdict == "new":
+            self.metrics.turn_started()
+            self.metrics.events_appended(["turn_start"])
         item = json.loads(answer[1])
         return Turn(
             turn_id=item["turn_id"],
@@ -278,6 +349,7 @@ class Store:
             seq=int(answer[3] or 0),
         )
 
+    @_measured
     async def begin_incarnation(
         self, session_id: str, token: str, turn_id: str, incarnation: str
     ) -> bool:
@@ -289,6 +361,7 @@ class Store:
             raise LeaseLostError(session_id)
         return bool(verdict == "new")
 
+    @_measured
     async def ingest(
         self, session_id: str, token: str, turn: Turn, incarnation: str,
         events: Sequence[tuple[RunnerEvent, str]],
@@ -305,13 +378,25 @@ class Store:
             if event.type == "message":
                 message = Message.model_validate(event.data).model_dump_json(exclude_none=True)
             args += [event.seq, event.type, raw, message]
-        verdict, _, last = await self._run("INGEST", session_id, *args)
+        verdict, added, last = await self._run("INGEST", session_id, *args)
         if verdict == "gone":
             raise SessionGoneError(session_id)
         if verdict in ("lease_lost", "stale"):
             raise LeaseLostError(session_id)
+        self._count_ingested(events, int(added), int(last), ended=verdict == "ended")
         return str(verdict), int(last)
 
+    def _count_ingested(
+        self, events: Sequence[tuple[RunnerEvent, str]], added: int, last: int, *, ended: bool
+    ) -> None:
+        """Count the events INGEST stored: seqs last-added+1 .. last (the others were repeats)."""
+        by_seq = {event.seq: event for event, _ in events}
+        stored = [by_seq[s] for s in range(last - added + 1, last + 1) if s in by_seq]
+        self.metrics.events_appended(event.type for event in stored)
+        if ended and stored:  # the turn_end, stored last
+            self.metrics.turn_finished(str(stored[-1].data.get("reason")))
+
+    @_measured
     async def append(
         self, session_id: str, kind: str, data: dict[str, Any], *, token: str = "",
         state: State | None = None,
@@ -321,15 +406,57 @@ class Store:
             "APPEND", session_id, self.idle_seconds, self.max_events, token, kind,
             event_json(kind, data), state or "",
         )  # fmt: skip
-        return str(answer) if answer else None
+        if not answer:
+            return None
+        self.metrics.events_appended([kind])
+        return str(answer)
 
+    @_measured
     async def fail_turn(self, session_id: str, token: str, turn_id: str, reason: str) -> None:
         """End the turn in flight with an error event and turn_end(reason=error)."""
-        await self._run(
+        failed = await self._run(
             "FAIL_TURN", session_id, self.idle_seconds, self.max_events, token, turn_id,
             event_json("error", {"message": reason}),
             json.dumps({"type": "turn_end", "turn_id": turn_id, "data": {"reason": "error"}}),
         )  # fmt: skip
+        if failed:
+            self.metrics.events_appended(["error", "turn_end"])
+            self.metrics.turn_finished("failed")
+
+    # --- counting ---------------------------------------------------------------------------
+
+    @_measured
+    async def count(self) -> int:
+        """Sessions not deleted and not expired (made by a gateway that keeps SESSIONS).
+
+        One round trip, unless sessions passed the expiry their score says: each is looked at
+        then (gone: forgotten; touched since: scored anew), at most _COUNT_BATCH per call.
+        """
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(SESSIONS, "-inf", now, start=0, num=_COUNT_BATCH)
+            pipe.zcard(SESSIONS)
+            due, count = await pipe.execute()
+        if not due:
+            return int(count)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in due:
+                pipe.pttl(SessionKeys(session_id).key("meta"))
+            ttls = await pipe.execute()
+        gone = [s for s, ttl in zip(due, ttls, strict=True) if ttl == -2]
+        later = {
+            s: now + (ttl / 1000 if ttl >= 0 else self.idle_seconds)
+            for s, ttl in zip(due, ttls, strict=True)
+            if ttl != -2
+        }
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if gone:
+                pipe.zrem(SESSIONS, *gone)
+            if later:
+                pipe.zadd(SESSIONS, later, xx=True)
+            pipe.zcard(SESSIONS)
+            answers = await pipe.execute()
+        return int(answers[-1])
 
 
 def _info(session_id: str, meta: Mapping[Any, Any]) -> SessionInfo | None:
