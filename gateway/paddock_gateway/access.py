@@ -6,8 +6,9 @@ import hashlib
 import time
 from typing import Generic, TypeVar
 
-from paddock_gateway.errors import ForbiddenError, UnauthenticatedError
+from paddock_gateway.errors import ForbiddenError, UnauthenticatedError, UnavailableError
 from paddock_gateway.kube import GatewayKubeClient, User
+from paddock_gateway.metrics import Metrics
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -40,14 +41,28 @@ class TtlCache(Generic[K, V]):
 class Access:
     """Authenticate bearer tokens and authorize `connect` on Agents through the API server."""
 
-    def __init__(self, kube: GatewayKubeClient, cache_seconds: float, audiences: list[str]) -> None:
+    def __init__(
+        self, kube: GatewayKubeClient, cache_seconds: float, audiences: list[str],
+        metrics: Metrics | None = None,
+    ) -> None:  # fmt: skip
         self.kube = kube
         self.audiences = audiences
+        self.metrics = metrics or Metrics()
         self._users: TtlCache[str, User] = TtlCache(cache_seconds)
         self._decisions: TtlCache[tuple[str, str, str], bool] = TtlCache(cache_seconds)
 
     async def authenticate(self, authorization: str | None) -> User:
         """The caller behind an Authorization header; UnauthenticatedError when there is none."""
+        try:
+            return await self._authenticate(authorization)
+        except UnauthenticatedError:
+            self.metrics.auth("unauthenticated")
+            raise
+        except UnavailableError:
+            self.metrics.auth("error")
+            raise
+
+    async def _authenticate(self, authorization: str | None) -> User:
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -67,8 +82,13 @@ class Access:
         key = (f"{user.username}\0{user.uid}\0{','.join(user.groups)}", namespace, agent)
         allowed = self._decisions.get(key)
         if allowed is None:
-            allowed = await self.kube.may_connect(user, namespace, agent)
+            try:
+                allowed = await self.kube.may_connect(user, namespace, agent)
+            except UnavailableError:
+                self.metrics.auth("error")
+                raise
             self._decisions.put(key, allowed)
+        self.metrics.auth("allowed" if allowed else "forbidden")
         if not allowed:
             raise ForbiddenError(
                 f'{user.username} may not "connect" to agents.paddock.dev "{agent}" '

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paddock_gateway.access import Access
 from paddock_gateway.activity import Activity
@@ -21,7 +22,9 @@ from paddock_gateway.agents import Agents
 from paddock_gateway.driver import TurnDriver
 from paddock_gateway.errors import GatewayError, UnauthenticatedError
 from paddock_gateway.kube import GatewayKubeClient
+from paddock_gateway.metrics import GatewayMetrics, Metrics
 from paddock_gateway.routes import events, health, messages, sessions
+from paddock_gateway.routes import metrics as metrics_route
 from paddock_gateway.runner_client import RunnerPool
 from paddock_gateway.settings import GatewaySettings
 from paddock_gateway.state import Gateway
@@ -49,6 +52,7 @@ def create_app(
     settings: GatewaySettings, *, kube: GatewayKubeClient | None = None, redis: Redis | None = None
 ) -> FastAPI:
     """The gateway; tests hand in their own Kubernetes client or Redis client."""
+    metrics = GatewayMetrics() if settings.metrics else Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,6 +65,7 @@ def create_app(
             settings.max_events_per_session,
             settings.session_idle_seconds,
             settings.deleted_grace_seconds,
+            metrics,
         )
         agents = Agents(kube_api, settings.auth_cache_seconds)
         activity = Activity(kube_api)
@@ -68,12 +73,15 @@ def create_app(
 
         def make_driver(session: SessionInfo, token: str) -> TurnDriver:
             return TurnDriver(
-                store, agents, activity, runners, settings, session=session, token=token
-            )
+                store, agents, activity, runners, settings,
+                session=session, token=token, metrics=metrics,
+            )  # fmt: skip
 
         supervisor = Supervisor(store, make_driver, settings.lease_seconds, settings.sweep_seconds)
-        access = Access(kube_api, settings.auth_cache_seconds, settings.token_audiences)
-        app.state.gateway = Gateway(settings, store, access, agents, activity, runners, supervisor)
+        access = Access(kube_api, settings.auth_cache_seconds, settings.token_audiences, metrics)
+        app.state.gateway = Gateway(
+            settings, store, access, agents, activity, runners, supervisor, metrics
+        )
         supervisor.start()
         try:
             yield
@@ -97,6 +105,9 @@ def create_app(
     app.add_exception_handler(GatewayError, _gateway_error)  # type: ignore[arg-type]
     app.add_exception_handler(RedisError, _redis_error)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    if isinstance(metrics, GatewayMetrics):
+        app.include_router(metrics_route.router(metrics))
+        app.add_middleware(RequestTimer, metrics=metrics)  # outermost: a 413 is timed too
     return app
 
 
@@ -126,3 +137,39 @@ class BodyLimit:
                 await answer(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class RequestTimer:
+    """Time each HTTP request to its response's status line and headers (an event stream stays
+    open after), labelled by the route's template, never by the path a client sent."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        answered = False
+
+        async def timed(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start" and not answered:
+                answered = True
+                self._record(scope, message["status"], start)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed)
+        except Exception:
+            if not answered:  # the server answers 500
+                self._record(scope, 500, start)
+            raise
+
+    def _record(self, scope: Scope, status: int, start: float) -> None:
+        # The router put the matched route into the scope; no route: a path the API lacks.
+        template = getattr(scope.get("route"), "path", None)
+        route = template if isinstance(template, str) else "other"
+        self.metrics.request(scope["method"], route, status, time.perf_counter() - start)

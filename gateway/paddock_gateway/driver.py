@@ -12,6 +12,7 @@ from paddock_gateway.activity import Activity, needs_wake
 from paddock_gateway.agents import Agents, ready_endpoint
 from paddock_gateway.errors import AgentNotFoundError, UnavailableError
 from paddock_gateway.kube import AgentState
+from paddock_gateway.metrics import Metrics
 from paddock_gateway.runner_client import RunnerClient, RunnerGoneError, RunnerPool
 from paddock_gateway.settings import GatewaySettings
 from paddock_gateway.store import LeaseLostError, SessionGoneError, SessionInfo, Store, Turn
@@ -51,8 +52,10 @@ class TurnDriver:
     def __init__(
         self, store: Store, agents: Agents, activity: Activity, runners: RunnerPool,
         settings: GatewaySettings, *, session: SessionInfo, token: str,
+        metrics: Metrics | None = None,
     ) -> None:  # fmt: skip
         self.store = store
+        self.metrics = metrics or Metrics()
         self.agents = agents
         self.activity = activity
         self.runners = runners
@@ -98,7 +101,8 @@ class TurnDriver:
 
     async def _drive_all(self) -> None:
         while (turn := await self.store.next_turn(self.session.id, self.token)) is not None:
-            await self._drive(turn)
+            with self.metrics.driving():
+                await self._drive(turn)
 
     async def _drive(self, turn: Turn) -> None:
         """Run one turn to its turn_end, across as many runner incarnations as it takes."""
@@ -118,6 +122,7 @@ class TurnDriver:
                 except RunnerGoneError as gone:
                     log.info("session %s: %s", self.session.id, gone)
                     if progress.incarnation and await self._same(runner, progress.incarnation):
+                        self.metrics.runner_reconnect()  # the same runner: no restart to wait out
                         await asyncio.sleep(self.settings.agent_poll_seconds)
                         continue
             if asyncio.get_running_loop().time() > deadline:
@@ -160,6 +165,7 @@ class TurnDriver:
     async def _waking(self, agent: AgentState, progress: _Progress) -> None:
         if not progress.waking:
             progress.waking = True
+            self.metrics.agent_wait("waking")
             await self.store.append(
                 self.session.id, "agent_waking",
                 {"reason": "the agent was suspended after being idle; waking it"},
@@ -174,6 +180,7 @@ class TurnDriver:
         if progress.restarting:
             return
         progress.restarting = True
+        self.metrics.agent_wait("restarting")
         await self.store.append(
             self.session.id, "agent_restarting",
             {"reason": "the agent's runner went away; waiting for the Agent to be Ready"},

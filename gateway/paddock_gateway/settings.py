@@ -31,6 +31,9 @@ class GatewaySettings(BaseSettings):
     """Where sessions live: redis://, rediss:// or unix://."""
     redis_max_connections: Annotated[int, Field(ge=8)] = 4096
     """Each open event stream holds one connection while it waits for events."""
+    metrics: bool = True
+    """Record Prometheus metrics and serve them at GET /metrics on `port` (no token needed, no
+    session data in them); false: neither."""
 
     kube_url: str = Field(default_factory=_in_cluster_url)
     """The Kubernetes API server (https)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from paddock_gateway.access import Access
 from paddock_gateway.activity import Activity
 from paddock_gateway.agents import Agents
+from paddock_gateway.metrics import Metrics
 from paddock_gateway.runner_client import RunnerPool
 from paddock_gateway.settings import GatewaySettings
 from paddock_gateway.store import Store
@@ -24,3 +25,4 @@ class Gateway:
     activity: Activity
     runners: RunnerPool
     supervisor: Supervisor
+    metrics: Metrics

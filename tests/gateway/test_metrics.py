@@ -1,18 +1,21 @@
-"""The gateway's metrics: names and label sets that stay fixed, and what the store and the event
-stream count (against a real redis-server)."""
+"""The gateway's metrics: names and label sets that stay fixed, what the store and the event
+stream count (against a real redis-server), and HTTP requests labelled by route template."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from paddock.protocol import RunnerEvent
 from paddock.sse import KEEPALIVE
+from paddock_gateway.app import RequestTimer
 from paddock_gateway.errors import SessionNotFoundError
 from paddock_gateway.events import EventReader
 from paddock_gateway.metrics import (
@@ -146,6 +149,43 @@ async def test_with_metrics_off_nothing_is_recorded_and_streams_pass_through() -
     with off.driving():
         off.events_appended(["output"])
     await chunks.aclose()  # type: ignore[attr-defined]
+
+
+def timed_app(metrics: GatewayMetrics) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/v1/things/{thing_id}")
+    async def thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_middleware(RequestTimer, metrics=metrics)
+    return app
+
+
+@pytest.mark.unit
+@pytest.mark.asyncio
+async def test_requests_are_labelled_by_route_template_never_by_the_path_sent() -> None:
+    metrics = GatewayMetrics()
+    transport = httpx.ASGITransport(timed_app(metrics), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        assert (await http.get("/v1/things/secret-thing-42")).status_code == 200
+        assert (await http.get("/v1/things/another")).status_code == 200
+        assert (await http.get("/no/such/path/secret-too")).status_code == 404
+        assert (await http.post("/v1/things/x")).status_code == 405
+        assert (await http.get("/broken")).status_code == 500
+    found = scrape(metrics)
+    count = "paddock_gateway_http_request_duration_seconds_count"
+    assert value(found, count, method="GET", route="/v1/things/{thing_id}", code="2xx") == 2
+    assert value(found, count, method="GET", route="other", code="4xx") == 1
+    assert value(found, count, method="POST", route="/v1/things/{thing_id}", code="4xx") == 1
+    assert value(found, count, method="GET", route="/broken", code="5xx") == 1
+    text = metrics.text(None).decode()
+    assert "secret" not in text
+    assert "another" not in text
 
 
 # --- tier 2: what the store and the event stream count, on a real redis-server ----------------

@@ -39,12 +39,12 @@ async def stream_events(
     if after is not None and last_event_id is not None and after != last_event_id:
         raise BadRequestError("after and Last-Event-ID disagree: send one cursor")
     await store.get(agent.namespace, agent.name, session_id)
-    reader = EventReader(store, session_id, gateway.settings.keepalive_seconds)
+    reader = EventReader(store, session_id, gateway.settings.keepalive_seconds, gateway.metrics)
     body = await reader.start(after or last_event_id)
     # A client watching is a use of the Agent, until it goes away.
     heartbeat = gateway.activity.heartbeat(agent.namespace, agent.name)
     return StreamingResponse(
-        heartbeat.around(body),
+        gateway.metrics.stream(heartbeat.around(body)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
