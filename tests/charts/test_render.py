@@ -265,6 +265,30 @@ def test_operator_metrics_are_announced_and_reachable_only_from_who_is_named(cha
     assert rule == {"from": [prometheus], "ports": [{"protocol": "TCP", "port": port}]}
 
 
+def test_gateway_metrics_are_announced_on_the_port_it_serves_them_and_its_clients_reach(
+    chart: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = chart.render()
+    template = rendered.find("Deployment", "gateway")["spec"]["template"]
+    (gateway,) = template["spec"]["containers"]
+    (port,) = [p["containerPort"] for p in gateway["ports"] if p["name"] == "http"]
+    settings = gateway_settings(rendered, monkeypatch)
+    assert (settings.port, settings.metrics) == (port, True)  # served there, and on
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    # The API's port: open to everyone by default, so to a scraper too ...
+    (rule,) = rendered.find("NetworkPolicy", "gateway")["spec"]["ingress"]
+    assert rule == {"ports": [{"protocol": "TCP", "port": port}]}
+    # ... and, once narrowed, to whom ingressFrom names (your Prometheus among them).
+    prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}
+    narrowed = chart.render({"networkPolicy": {"gateway": {"ingressFrom": [prometheus]}}})
+    (rule,) = narrowed.find("NetworkPolicy", "gateway")["spec"]["ingress"]
+    assert prometheus in rule["from"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+
+
 def test_network_policies_let_each_component_reach_only_its_peers(chart: Any) -> None:
     rendered = chart.render()
     labels = rendered.pod_labels()
