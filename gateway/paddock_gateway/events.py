@@ -43,6 +43,15 @@ class _Position:
     """Whether the event the cursor names is still kept."""
 
 
+def _last_id(chunk: bytes) -> tuple[int, int] | None:
+    """The id of the last event in a chunk of SSE (a data line is one line of JSON, so a line
+    that starts with `id: ` is an id); None when it has no event with an id."""
+    at = chunk.rfind(b"\nid: ") + 1 or (0 if chunk.startswith(b"id: ") else -1)
+    if at < 0:
+        return None
+    return parse_cursor(chunk[at + 4 : chunk.index(b"\n", at)].decode())
+
+
 def _reset(oldest: str | None) -> bytes:
     data = {"type": "reset", "data": {"reason": "trimmed", "oldest": oldest or _BEGINNING}}
     # No id: the client's cursor moves with the next real event it gets.
@@ -85,10 +94,13 @@ class EventReader:
             self.metrics.resumed(0)
         try:
             async for chunk in chunks:
-                if pending:
-                    ids = [parse_cursor(i.decode()) for i in _IDS.findall(chunk)]
-                    replayed += sum(1 for i in ids if i <= until)
-                    if ids and ids[-1] >= until:
+                if pending and (last := _last_id(chunk)) is not None:
+                    if last <= until:  # all of them replayed: counted without parsing each
+                        replayed += chunk.count(b"\nid: ") + chunk.startswith(b"id: ")
+                    else:
+                        ids = (parse_cursor(i.decode()) for i in _IDS.findall(chunk))
+                        replayed += sum(1 for i in ids if i <= until)
+                    if last >= until:
                         pending = False
                         self.metrics.resumed(replayed)
                 yield chunk

@@ -336,6 +336,14 @@ async def test_a_resume_counts_the_events_stored_after_its_cursor(redis: Redis) 
     caught_up = await reader.start(ids[-1])
     assert await anext(caught_up) == KEEPALIVE
     await caught_up.aclose()  # type: ignore[attr-defined]
+    # An event appended after the client came back is live, not replayed, even when it is
+    # read together with the replayed ones.
+    live = await store.create("ns", "a", None)
+    cursor = await store.append(live.id, "output", {"text": "seen"})
+    await store.append(live.id, "output", {"text": "missed"})
+    resumed = await EventReader(store, live.id, 0.05, metrics).start(cursor)
+    await store.append(live.id, "end", {})
+    assert len(await read_stream(resumed, b"end")) == 2
     found = scrape(metrics)
-    assert value(found, "paddock_gateway_stream_resume_events_count") == 3
-    assert value(found, "paddock_gateway_stream_resume_events_sum") == 7 + 1 + 0
+    assert value(found, "paddock_gateway_stream_resume_events_count") == 4
+    assert value(found, "paddock_gateway_stream_resume_events_sum") == 7 + 1 + 0 + 1
