@@ -10,7 +10,13 @@ etcd + kube-apiserver (tokens and access reviews), the scripted protocol runner,
    p50/p99, with 1 open session against 1,000 open sessions each holding a live SSE stream (held
    by a second client process, as other users would hold them).
 
+With --metrics, instead: the cost of the gateway's metrics. Two gateways run side by side, the
+same but for PADDOCK_GATEWAY_METRICS (each on its own Redis database), the one with metrics on
+scraped every second; events/s and reconnect latency are measured on each in alternating rounds
+and printed with the ratio on/off.
+
 Usage: eval "$(hack/kube-binaries.sh)" && .venv/bin/python bench/gateway/bench_gateway.py
+       [--metrics [--rounds N]]
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -250,10 +256,69 @@ async def run(bench: Bench, events: int, sessions: int) -> None:
     print(f"{'p99 ratio, loaded / alone':34} {ratio:17.2f}")
 
 
+async def scrape_every_second(bench: Bench) -> None:
+    """Prometheus, scraping the gateway (more often than the usual 15-30 s)."""
+    while True:
+        (await bench.http.get(f"{bench.gateway}/metrics")).raise_for_status()
+        await asyncio.sleep(1)
+
+
+async def alternating(
+    off: Bench, on: Bench, rounds: int, measure: Callable[[Bench], Awaitable[list[float]]]
+) -> tuple[list[float], list[float]]:
+    """measure() on each gateway, `rounds` times, in the order off on, on off, ... so that a
+    busy machine's drift falls on both alike."""
+    results: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(rounds):
+        for metrics_on in (False, True) if i % 2 == 0 else (True, False):
+            results[metrics_on] += await measure(on if metrics_on else off)
+    return results[False], results[True]
+
+
+async def compare_metrics(off: Bench, on: Bench, events: int, sessions: int, rounds: int) -> None:
+    for bench in (off, on):
+        await bench.throughput("gateway", 1, 1000)  # warm up
+    scraper = asyncio.create_task(scrape_every_second(on))
+    try:
+        rows = []
+        for parallel in (1, 10):
+            per = events // parallel
+
+            async def rate(bench: Bench, parallel: int = parallel, per: int = per) -> list[float]:
+                return [await bench.throughput("gateway", parallel, per)]
+
+            rates_off, rates_on = await alternating(off, on, rounds, rate)
+            rows.append(
+                (f"events/s, {parallel} session(s) x {per}",
+                 statistics.median(rates_off), statistics.median(rates_on), True)
+            )  # fmt: skip
+        prepared = {id(b): await prepare(b, sessions) for b in (off, on)}
+
+        async def reconnect(bench: Bench) -> list[float]:
+            return await bench.reconnects(*prepared[id(bench)])
+
+        waits_off, waits_on = await alternating(off, on, rounds, reconnect)
+        for name, p in (("p50", 50.0), ("p99", 99.0)):
+            row = (percentile(waits_off, p) * 1000, percentile(waits_on, p) * 1000)
+            rows.append((f"reconnect {name}, ms ({len(waits_on)} each)", *row, False))
+    finally:
+        scraper.cancel()
+        await asyncio.gather(scraper, return_exceptions=True)
+    print(f"\nmetrics on vs off, two gateways side by side, {rounds} alternating rounds")
+    print(f"{'':38} {'off':>10} {'on':>10} {'on/off':>8} {'cost':>7}")
+    for name, without, with_, more_is_better in rows:
+        ratio = with_ / without
+        cost = (1 - ratio) if more_is_better else (ratio - 1)
+        print(f"{name:38} {without:10,.2f} {with_:10,.2f} {ratio:8.3f} {cost:7.1%}")
+    print("(goal: cost <= 3%; events/s are medians of the rounds, latencies over all of them)")
+
+
 def main() -> None:
     args = argparse.ArgumentParser(description=__doc__)
     args.add_argument("--events", type=int, default=100_000)
     args.add_argument("--sessions", type=int, default=1000)
+    args.add_argument("--metrics", action="store_true", help="metrics on vs off, side by side")
+    args.add_argument("--rounds", type=int, default=4, help="with --metrics: rounds per side")
     args.add_argument("--hold-streams", metavar="GATEWAY", help=argparse.SUPPRESS)
     parsed = args.parse_args()
     if parsed.hold_streams:
@@ -261,12 +326,17 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="paddock-bench-gateway-"))
     try:
-        measure(work, parsed.events, parsed.sessions)
+        if parsed.metrics:
+            measure_metrics(work, parsed.events, parsed.sessions, parsed.rounds)
+        else:
+            measure(work, parsed.events, parsed.sessions)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure(work: Path, events: int, sessions: int) -> None:
+@contextmanager
+def servers(work: Path) -> Iterator[tuple[ApiServer, RedisServer, str]]:
+    """The API server with the CRDs, Redis, and a runner the bench Agent is Ready at (its URL)."""
     binaries = KubeBinaries.from_env()
     with (
         ApiServer(binaries, work / "apiserver") as apiserver,
@@ -275,18 +345,8 @@ def measure(work: Path, events: int, sessions: int) -> None:
         crds = Path(__file__).resolve().parents[2] / "charts" / "paddock" / "crds"
         apiserver.kubectl("apply", "--server-side", "-f", str(crds))
         apiserver.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-        token_file = work / "token"
-        token_file.write_text(apiserver.token)
-        runner_port, gateway_port = free_port(), free_port()
+        runner_port = free_port()
         runner_url = f"http://127.0.0.1:{runner_port}"
-        gateway_url = f"http://127.0.0.1:{gateway_port}"
-        env = {
-            "PADDOCK_GATEWAY_PORT": str(gateway_port),
-            "PADDOCK_GATEWAY_REDIS_URL": redis.url,
-            "PADDOCK_GATEWAY_KUBE_URL": apiserver.url,
-            "PADDOCK_GATEWAY_KUBE_TOKEN_FILE": str(token_file),
-            "PADDOCK_GATEWAY_KUBE_CA_FILE": str(apiserver.ca_file),
-        }
         runner_argv = [
             sys.executable,
             "-m",
@@ -294,15 +354,57 @@ def measure(work: Path, events: int, sessions: int) -> None:
             "--port",
             str(runner_port),
         ]
-        with (
-            process(runner_argv, {}, work / "runner.log"),
-            process([sys.executable, "-m", "paddock.cli", "gateway"], env, work / "gateway.log"),
-        ):
+        with process(runner_argv, {}, work / "runner.log"):
             wait_http(f"{runner_url}/healthz")
-            wait_http(f"{gateway_url}/readyz")
             set_ready(apiserver, runner_url)
-            bench = Bench(gateway_url, runner_url, apiserver.token)
-            asyncio.run(run(bench, events, sessions))
+            yield apiserver, redis, runner_url
+
+
+@contextmanager
+def gateway(
+    work: Path, apiserver: ApiServer, redis_url: str, name: str, **settings: str
+) -> Iterator[str]:
+    """A `paddock gateway` process (PADDOCK_GATEWAY_<SETTING> for each setting); its URL."""
+    token_file = work / "token"
+    token_file.write_text(apiserver.token)
+    port = free_port()
+    env = {
+        "PADDOCK_GATEWAY_PORT": str(port),
+        "PADDOCK_GATEWAY_REDIS_URL": redis_url,
+        "PADDOCK_GATEWAY_KUBE_URL": apiserver.url,
+        "PADDOCK_GATEWAY_KUBE_TOKEN_FILE": str(token_file),
+        "PADDOCK_GATEWAY_KUBE_CA_FILE": str(apiserver.ca_file),
+        **{f"PADDOCK_GATEWAY_{key.upper()}": value for key, value in settings.items()},
+    }
+    argv = [sys.executable, "-m", "paddock.cli", "gateway"]
+    with process(argv, env, work / f"{name}.log"):
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/readyz")
+        yield url
+
+
+def measure(work: Path, events: int, sessions: int) -> None:
+    with (
+        servers(work) as (apiserver, redis, runner_url),
+        gateway(work, apiserver, redis.url, "gateway") as gateway_url,
+    ):
+        bench = Bench(gateway_url, runner_url, apiserver.token)
+        asyncio.run(run(bench, events, sessions))
+
+
+def measure_metrics(work: Path, events: int, sessions: int, rounds: int) -> None:
+    with servers(work) as (apiserver, redis, runner_url):
+        # A Redis database each: neither gateway's sweep takes the other's turns.
+        url_off = redis.url.removesuffix("/0") + "/1"
+        with (
+            gateway(work, apiserver, url_off, "gateway-off", metrics="false") as off,
+            gateway(work, apiserver, redis.url, "gateway-on", metrics="true") as on,
+        ):
+            benches = (
+                Bench(off, runner_url, apiserver.token),
+                Bench(on, runner_url, apiserver.token),
+            )
+            asyncio.run(compare_metrics(*benches, events, sessions, rounds))
 
 
 if __name__ == "__main__":
