@@ -227,6 +227,47 @@ async def test_a_message_that_wakes_an_idle_agent_counts_a_wake_not_a_restart(
 
 
 @pytest.mark.asyncio
+async def test_a_runner_killed_mid_turn_counts_one_restart_waited_out(
+    world: World, processes: Any
+) -> None:
+    runner_url, runner = processes.runner()
+    name = world.agents.create(f"restarts-{uuid.uuid4().hex[:6]}", runner_url)
+    world.used.add(name)
+    before = world.scrape()
+    client = world.client(name)
+    killed = asyncio.Event()
+    try:
+
+        async def kill_the_runner(event: Event) -> None:
+            # Once: the new runner runs the turn again from its first line.
+            if (
+                event.type == "output"
+                and event.data["data"]["text"] == "line 3"
+                and not killed.is_set()
+            ):
+                killed.set()
+                processes.kill(runner)
+                world.agents.set_ready(name, None)
+                new_url, _ = processes.runner()
+                world.agents.set_ready(name, new_url)
+
+        session = (await client.create_session())["id"]
+        turn = await client.send(session, "emit 20 50")
+        world.used |= {session, turn}
+        events = client.events(session, retry_delay=0.1)
+        await asyncio.wait_for(collect_turn(events, turn, kill_the_runner), TIMEOUT)
+    finally:
+        await client.aclose()
+    assert killed.is_set()
+    after = world.scrape()
+    assert grew(before, after, "paddock_gateway_agent_waits_total", reason="restarting") == 1
+    assert grew(before, after, "paddock_gateway_agent_waits_total", reason="waking") == 0
+    assert grew(before, after, "paddock_gateway_runner_reconnects_total") == 0  # a new runner
+    assert grew(before, after, "paddock_gateway_turns_finished_total", outcome="done") == 1
+    assert grew(before, after, "paddock_gateway_turns_started_total") == 1  # re-sent, not new
+
+
+@pytest.mark.asyncio
 async def test_no_label_or_line_of_a_scrape_carries_an_id_a_token_or_a_name(
     world: World, client: GatewayClient
 ) -> None:
