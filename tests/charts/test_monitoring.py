@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from paddock.kubeobj import Obj
+from paddock_gateway.metrics import GatewayMetrics
 from paddock_operator.metrics import OperatorMetrics
 from paddock_vault.metrics import Metrics as VaultMetrics
 
@@ -39,7 +40,7 @@ def exported() -> set[str]:
     """Every series name paddock's components export (histograms with their suffixes)."""
     operator = OperatorMetrics()
     operator.count_phases(lambda: [("ns", "a", "Ready")])
-    texts = [operator.text().decode(), VaultMetrics().render()]
+    texts = [operator.text().decode(), VaultMetrics().render(), GatewayMetrics().text(0).decode()]
     names: set[str] = set()
     for text in texts:
         for line in text.splitlines():
