@@ -35,3 +35,12 @@ class Agents:
     async def endpoint(self, namespace: str, name: str) -> str | None:
         """The runner's URL now, or None while the Agent is not Ready."""
         return ready_endpoint((await self.read(namespace, name)).status)
+
+
+def suspended_by_spec(namespace: str, name: str) -> str:
+    """Why a message to an Agent a person suspended is refused, and how to resume it."""
+    return (
+        f"agent {namespace}/{name} is suspended by spec.suspend: true, and a message does not "
+        f"resume it; resume it with: kubectl patch agent {name} -n {namespace} --type merge "
+        """-p '{"spec":{"suspend":false}}'"""
+    )

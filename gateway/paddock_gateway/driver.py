@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from paddock.protocol import TurnRequest
 from paddock_gateway.activity import Activity, needs_wake
-from paddock_gateway.agents import Agents, ready_endpoint
+from paddock_gateway.agents import Agents, ready_endpoint, suspended_by_spec
 from paddock_gateway.errors import AgentNotFoundError, UnavailableError
 from paddock_gateway.kube import AgentState
 from paddock_gateway.metrics import Metrics
@@ -113,6 +113,10 @@ class TurnDriver:
                 agent = await self._agent()
             except AgentNotFoundError:
                 await self._fail(turn, "the agent was deleted")
+                return
+            if agent is not None and agent.suspended:  # a person's suspend: nothing to wait for
+                namespace, name = self.session.namespace, self.session.agent
+                await self._fail(turn, suspended_by_spec(namespace, name))
                 return
             runner = self._runner(agent)
             if runner is not None:

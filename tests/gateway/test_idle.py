@@ -302,3 +302,33 @@ def test_paddock_chat_shows_the_agent_waking_then_its_answer(world: World, tmp_p
         "assistant: done 0",
         "[turn done]",
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_turn_waiting_for_an_agent_a_person_then_suspends_fails_at_once_saying_so(
+    world: World,
+) -> None:
+    name = world.agents.create("shelved")  # never Ready: its turn waits
+    client = world.client(name)
+    try:
+        session = (await client.create_session())["id"]
+        accepted = await post(world, name, session, "anyone there?")
+        assert accepted.status_code == 202, accepted.text
+
+        async def suspend_while_waiting(event: Event) -> None:
+            if event.type == "agent_restarting":
+                world.agents.server.kubectl(
+                    "patch", "agent", name, "-n", world.agents.namespace, "--type=merge",
+                    "-p", '{"spec":{"suspend":true}}',
+                )  # fmt: skip
+
+        turn = accepted.json()["turn_id"]
+        events = await asyncio.wait_for(
+            collect_turn(client.events(session), turn, suspend_while_waiting), TIMEOUT
+        )
+    finally:
+        await client.aclose()
+    (error,) = [e for e in events if e.type == "error"]
+    assert "suspended by spec.suspend: true" in error.data["data"]["message"]
+    assert f"kubectl patch agent {name}" in error.data["data"]["message"]
+    assert events[-1].data["data"] == {"reason": "error"}

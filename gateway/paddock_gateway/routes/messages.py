@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from paddock_gateway.agents import suspended_by_spec
 from paddock_gateway.deps import AllowedAgent, GatewayState, SessionId, SessionStore
 from paddock_gateway.errors import ConflictError
 from paddock_gateway.models import MessageAccepted, MessageCreate, Problem
 from paddock_gateway.routes import ERRORS, PREFIX
 
 router = APIRouter(prefix=PREFIX, tags=["messages"], responses=ERRORS)
-
-
-def suspended_by_spec(namespace: str, name: str) -> str:
-    """Why a message to an Agent a person suspended is refused, and how to resume it."""
-    return (
-        f"agent {namespace}/{name} is suspended by spec.suspend: true, and a message does not "
-        f"resume it; resume it with: kubectl patch agent {name} -n {namespace} --type merge "
-        """-p '{"spec":{"suspend":false}}'"""
-    )
 
 
 @router.post(
