@@ -195,8 +195,11 @@ def test_prometheus_scrapes_the_operator_through_its_network_policy(
     assert (value(prometheus, "paddock_operator_sandbox_start_seconds_count") or 0) >= 1
     ok = 'sum(paddock_operator_reconcile_duration_seconds_count{outcome="ok"})'
     assert (value(prometheus, ok) or 0) >= 1
-    # Labels stay bounded: no series of the operator names an Agent.
-    series = query(prometheus, '{__name__=~"paddock_operator_.*"}')
+    # One family names each Agent, for alerts on one Agent; the others stay bounded.
+    mine = f'namespace="{EXAMPLE_NAMESPACE}",agent="{EXAMPLE_AGENT}"'
+    assert value(prometheus, f'paddock_operator_agent_phase{{{mine},phase="Ready"}}') == 1
+    others = '{__name__=~"paddock_operator_.*",__name__!="paddock_operator_agent_phase"}'
+    series = query(prometheus, others)
     assert series
     for sample in series:
         assert EXAMPLE_AGENT not in json.dumps(sample["metric"]), sample["metric"]
