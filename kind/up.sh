@@ -59,6 +59,9 @@ log "loading images into the cluster"
 loaded=$(kind load docker-image --name "$CLUSTER" "${images[@]}" 2>&1) || { echo "$loaded" >&2; exit 1; }
 
 log "installing the chart (release $RELEASE in $SYSTEM_NAMESPACE)"
+# Helm installs crds/ once and never upgrades them: without this, a field added to the Agent since
+# the cluster was made would be pruned by the API server from every write (status.wakeTime was).
+kubectl apply --server-side --force-conflicts -f charts/paddock/crds >/dev/null
 # --reset-then-reuse-values: the chart's new defaults, with the values set on the release since
 # (the credentials tests set sandboxInternalNetworks and sandboxUpstreamCABundle) kept.
 helm upgrade --install "$RELEASE" charts/paddock --namespace "$SYSTEM_NAMESPACE" \
