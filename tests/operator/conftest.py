@@ -9,6 +9,7 @@ from kopf.testing import KopfRunner
 
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.cluster import Cluster
+from paddock_testing.leaks import collect_dropping_connections_to
 from paddock_testing.proc import free_port
 
 
@@ -23,6 +24,7 @@ def operator(apiserver: ApiServer) -> Iterator[KopfRunner]:
         args = ["run", "--all-namespaces", "--standalone", "-m", "paddock_operator.handlers"]
         with KopfRunner(args, timeout=60) as runner:
             yield runner
+    collect_dropping_connections_to(apiserver.port)
     assert runner.exit_code == 0, runner.output
 
 

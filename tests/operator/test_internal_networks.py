@@ -14,6 +14,7 @@ from kopf.testing import KopfRunner
 from paddock import pki, sandbox
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.cluster import Cluster, wait_for
+from paddock_testing.leaks import collect_dropping_connections_to
 
 pytestmark = pytest.mark.apiserver
 
@@ -39,6 +40,7 @@ def operator(apiserver: ApiServer, namespace: str, **settings: str) -> Iterator[
         ]
         with KopfRunner(args, timeout=60) as runner:
             yield runner
+    collect_dropping_connections_to(apiserver.port)
     assert runner.exit_code == 0, runner.output
 
 
