@@ -1,45 +1,78 @@
-"""Collecting what an in-process operator leaves behind when its event loop stops.
+"""What an in-process operator leaves behind when its event loop stops, and only that.
 
-kopf's API client (aiohttp, TLS done by asyncio in memory over a plain socket) can leave a socket
-connected to the API server unclosed when KopfRunner stops the operator's loop mid-request. The
-garbage collector then closes it with a ResourceWarning, which pytest reports as an unraisable
-exception in whichever later test the collection happens to run (CI failed on that twice). The
-fixture that stops the operator collects right away instead, and lets through every unraisable
-exception except that one: a socket still connected to the test API server's port.
+kopf's API client (aiohttp; asyncio does TLS in memory over a plain socket) can leave connections to
+the API server open when KopfRunner stops the operator's loop mid-request, and the operator's
+metrics server a connection its scraper made. The garbage collector closes them later with a
+ResourceWarning (about the socket, or about the transport holding it), which pytest reports as an
+unraisable exception in whichever test the collection happens to run: CI failed on that three times.
+
+The operator fixtures name the ports such leftovers are connected on (the test API server's, the
+metrics server's); `dropping_leftovers`, around the whole session, drops the ResourceWarning of a
+socket or transport whose local or peer port is one of them, and passes everything else to pytest.
 """
 
 from __future__ import annotations
 
-import gc
-import re
+import asyncio
+import contextlib
+import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
-_PEER = re.compile(r"raddr=\('127\.0\.0\.1', (\d+)\)")
+_PORTS: set[int] = set()
 
 
-def collect_dropping_connections_to(port: int) -> list[str]:
-    """Collect garbage now; a socket connected to 127.0.0.1:port that is closed by the collector
-    is dropped quietly (returned, for a test to look at); anything else goes to pytest as ever."""
+def tolerate_leftovers_on(*ports: int) -> None:
+    """From now on, a socket or transport the collector closes while it is connected on one of
+    these ports is an in-process operator's leftover, not a leak of the code under test."""
+    _PORTS.update(ports)
+
+
+def _ports_of(unraisable: Any) -> set[int]:
+    """The local and peer ports of what an unraisable ResourceWarning is about: a socket, or the
+    transport whose __del__ raised it (from the addresses it noted when made: by then the
+    collector may have closed its socket first)."""
+    if isinstance(unraisable.object, socket.socket):
+        return _ports(unraisable.object)
+    tb: TracebackType | None = unraisable.exc_traceback
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    owner = tb.tb_frame.f_locals.get("self") if tb is not None else None
+    if not isinstance(owner, asyncio.BaseTransport):
+        return set()
+    found = set()
+    for key in ("sockname", "peername"):
+        with contextlib.suppress(IndexError, TypeError, ValueError):
+            found.add(int(owner.get_extra_info(key)[1]))
+    return found
+
+
+def _ports(sock: socket.socket) -> set[int]:
+    found = set()
+    for name in (sock.getsockname, sock.getpeername):
+        # Closed, never connected, or not an IP socket: no port to tell.
+        with contextlib.suppress(OSError, IndexError, TypeError, ValueError):
+            found.add(int(name()[1]))
+    return found
+
+
+@contextmanager
+def dropping_leftovers() -> Iterator[list[str]]:
+    """While inside, drop the leftovers `tolerate_leftovers_on` named (listed in what it yields)."""
     dropped: list[str] = []
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
-        described = repr(unraisable.object)
-        peer = _PEER.search(described)
-        if (
-            isinstance(unraisable.exc_value, ResourceWarning)
-            and described.startswith("<socket.socket")
-            and peer is not None
-            and int(peer[1]) == port
-        ):
-            dropped.append(described)
+        if isinstance(unraisable.exc_value, ResourceWarning) and _ports_of(unraisable) & _PORTS:
+            dropped.append(f"{unraisable.object!r} on ports {sorted(_ports_of(unraisable))}")
             return
         previous(unraisable)
 
     sys.unraisablehook = hook
     try:
-        gc.collect()
+        yield dropped
     finally:
         sys.unraisablehook = previous
-    return dropped

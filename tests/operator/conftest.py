@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +10,7 @@ from kopf.testing import KopfRunner
 
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.cluster import Cluster
-from paddock_testing.leaks import collect_dropping_connections_to
+from paddock_testing.leaks import tolerate_leftovers_on
 from paddock_testing.proc import free_port
 
 
@@ -20,11 +21,13 @@ def operator(apiserver: ApiServer) -> Iterator[KopfRunner]:
         env.setenv("KUBECONFIG", str(apiserver.kubeconfig))
         env.setenv("PADDOCK_OPERATOR_RETRY_DELAY", "1")
         env.setenv("PADDOCK_OPERATOR_METRICS_HOST", "127.0.0.1")
-        env.setenv("PADDOCK_OPERATOR_METRICS_PORT", str(free_port()))
+        metrics_port = free_port()
+        env.setenv("PADDOCK_OPERATOR_METRICS_PORT", str(metrics_port))
+        tolerate_leftovers_on(apiserver.port, metrics_port)
         args = ["run", "--all-namespaces", "--standalone", "-m", "paddock_operator.handlers"]
         with KopfRunner(args, timeout=60) as runner:
             yield runner
-    collect_dropping_connections_to(apiserver.port)
+    gc.collect()  # now, while the leftovers it names are known to be the operator's
     assert runner.exit_code == 0, runner.output
 
 
