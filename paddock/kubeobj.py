@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 Obj = dict[str, Any]
@@ -12,3 +12,9 @@ Obj = dict[str, Any]
 def timestamp(text: str) -> datetime:
     """A Kubernetes timestamp (creationTimestamp, lastTransitionTime: RFC 3339 in UTC, `Z`)."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def rfc3339(when: datetime) -> str:
+    """A time as paddock writes it into a status where another writer's is compared with it
+    (lastActivityTime, idleSuspendTime, wakeTime): UTC, `Z`, microseconds."""
+    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import ssl
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from paddock.api.agent import GROUP, PLURAL, VERSION, AgentStatus, duration_seconds
+from paddock.kubeobj import rfc3339
 from paddock_gateway.errors import AgentNotFoundError, UnavailableError
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,6 @@ class AgentState:
     def tracks_activity(self) -> bool:
         """Whether the operator reads status.lastActivityTime of this Agent at all."""
         return self.idle_after is not None or self.status.idle_suspend_time is not None
-
-
-def rfc3339(when: datetime) -> str:
-    """A time as the API server's date-time fields hold it: UTC, `Z`, milliseconds."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _FileToken(httpx.Auth):

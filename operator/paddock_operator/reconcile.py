@@ -21,7 +21,7 @@ import kopf
 from paddock import pki, sandbox
 from paddock.api import agent as api
 from paddock.api.agent import AgentSpec
-from paddock.kubeobj import Obj, timestamp
+from paddock.kubeobj import Obj, rfc3339, timestamp
 from paddock_operator import stubs
 from paddock_operator.idle import (
     IdleState,
@@ -43,7 +43,6 @@ from paddock_operator.settings import OperatorSettings
 from paddock_operator.status import (
     EGRESS_NOT_SET_UP,
     IDLE,
-    PRECISE,
     Observed,
     age_seconds,
     egress_failed,
@@ -108,7 +107,7 @@ class Reconciler:
         previous = self.memory.status_of(ref, body)
         now = datetime.now(UTC)
         used = change_counts_as_use(spec, previous, ref.generation)
-        seen = {**previous, "lastActivityTime": now.strftime(PRECISE)} if used else previous
+        seen = {**previous, "lastActivityTime": rfc3339(now)} if used else previous
         idle = idle_state(spec, seen, now)
         # The Pod first, its requests ahead of every other Agent's follow-ups: the kubelet waits
         # for the objects it names to appear. Only its NetworkPolicy comes before it, so that no
@@ -216,9 +215,9 @@ class Reconciler:
         if restarts is None:
             del written["restarts"]
         if used_at is not None:
-            written["lastActivityTime"] = used_at.strftime(PRECISE)
+            written["lastActivityTime"] = rfc3339(used_at)
         if woken_at is not None:
-            written["wakeTime"] = woken_at.strftime(PRECISE)
+            written["wakeTime"] = rfc3339(woken_at)
         elif previous.get("wakeTime") and written["phase"] in ("Ready", "Suspended"):
             written["wakeTime"] = None  # woken, and Ready (or suspended again): no longer waking
         full = {**previous, **written}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from paddock import sandbox
-from paddock.kubeobj import Obj, timestamp
+from paddock.kubeobj import Obj, rfc3339, timestamp
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,6 @@ def age_seconds(pod: Obj, now: datetime | None = None) -> float:
     created = timestamp(pod["metadata"]["creationTimestamp"])
     return ((now or datetime.now(UTC)) - created).total_seconds()
 
-
-PRECISE = "%Y-%m-%dT%H:%M:%S.%fZ"
-"""RFC 3339 with microseconds, for times compared with another writer's (UTC datetimes only)."""
 
 IDLE = "Idle"
 """The Ready condition's reason (and the Event's) while an Agent is suspended for being idle."""
@@ -197,5 +194,5 @@ def status(seen: Observed, previous: Obj, now: datetime | None = None) -> Obj:
         "restarts": seen.restarts,
         # Sub-second: the gateway's activity must be told apart from it (a merge patch's null
         # removes the field once the Agent is woken or resumed).
-        "idleSuspendTime": idle[0].strftime(PRECISE) if idle else None,
+        "idleSuspendTime": rfc3339(idle[0]) if idle else None,
     }

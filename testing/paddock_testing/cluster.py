@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from paddock.kubeobj import Obj, timestamp
+from paddock.kubeobj import Obj, rfc3339, timestamp
 from paddock_testing.apiserver import ApiServer, ApiServerError
 from paddock_testing.wait import wait_for
 
@@ -68,7 +68,7 @@ class Cluster:
     def record_activity(self, agent: str) -> datetime:
         """Write the Agent's status.lastActivityTime now, as the gateway does; that time."""
         now = datetime.now(UTC)
-        patch = {"status": {"lastActivityTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}
+        patch = {"status": {"lastActivityTime": rfc3339(now)}}
         self.kubectl(
             "patch", "agent", agent, "--subresource=status", "--type=merge",
             "-p", json.dumps(patch),

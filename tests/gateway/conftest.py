@@ -16,8 +16,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from paddock.kubeobj import timestamp
-from paddock_gateway.kube import rfc3339
+from paddock.kubeobj import rfc3339, timestamp
 from paddock_testing.agents import minimal_agent
 from paddock_testing.apiserver import ApiServer
 from paddock_testing.proc import free_port

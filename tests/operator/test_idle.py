@@ -9,7 +9,7 @@ import pytest
 from kopf.testing import KopfRunner
 
 from paddock.api.agent import AgentSpec
-from paddock.kubeobj import Obj, timestamp
+from paddock.kubeobj import Obj, rfc3339, timestamp
 from paddock_operator.idle import IdleState, change_counts_as_use, idle_state, wakes
 from paddock_testing.agents import idle_agent, minimal_agent
 from paddock_testing.cluster import Cluster, wait_for
@@ -21,10 +21,6 @@ WAIT = IDLE_AFTER + 20
 NOW = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def _stamp(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _spec(idle_after: str | None = "10s", *, suspend: bool = False) -> AgentSpec:
     body = minimal_agent("a")["spec"] | {"suspend": suspend}
     if idle_after:
@@ -33,7 +29,7 @@ def _spec(idle_after: str | None = "10s", *, suspend: bool = False) -> AgentSpec
 
 
 def _ready_since(when: datetime, **extra: str) -> Obj:
-    ready = {"type": "Ready", "status": "True", "lastTransitionTime": _stamp(when)}
+    ready = {"type": "Ready", "status": "True", "lastTransitionTime": rfc3339(when)}
     return {"conditions": [ready], **extra}
 
 
@@ -52,7 +48,7 @@ def test_the_idle_clock_starts_when_the_agent_is_ready() -> None:
 @pytest.mark.unit
 def test_activity_after_ready_moves_the_deadline() -> None:
     status = _ready_since(
-        NOW - timedelta(seconds=30), lastActivityTime=_stamp(NOW - timedelta(seconds=2))
+        NOW - timedelta(seconds=30), lastActivityTime=rfc3339(NOW - timedelta(seconds=2))
     )
     assert idle_state(_spec(), status, NOW) == IdleState(check_in=8.0)
 
@@ -69,10 +65,10 @@ def test_an_agent_not_ready_or_without_a_policy_or_suspended_by_a_person_is_neve
 @pytest.mark.unit
 def test_only_activity_after_the_suspend_wakes() -> None:
     suspended = NOW - timedelta(minutes=5)
-    before = {"idleSuspendTime": _stamp(suspended), "lastActivityTime": _stamp(suspended)}
+    before = {"idleSuspendTime": rfc3339(suspended), "lastActivityTime": rfc3339(suspended)}
     assert idle_state(_spec(), before, NOW) == IdleState(suspended_at=suspended)
     assert not wakes({"status": before})
-    after = before | {"lastActivityTime": _stamp(suspended + timedelta(milliseconds=1))}
+    after = before | {"lastActivityTime": rfc3339(suspended + timedelta(milliseconds=1))}
     assert idle_state(_spec(), after, NOW) == IdleState(woken=True)
     assert wakes({"status": after})
     # A person's suspend wins over a wake; a policy removed while suspended lets it run again.
@@ -87,7 +83,7 @@ def test_a_change_of_spec_restarts_the_idle_clock_unless_new_or_idle_suspended()
     assert not change_counts_as_use(_spec(), seen, 1), "the generation already taken on"
     assert not change_counts_as_use(_spec(), {}, 1), "a new Agent"
     assert not change_counts_as_use(_spec(None), seen, 2), "no policy"
-    assert not change_counts_as_use(_spec(), seen | {"idleSuspendTime": _stamp(NOW)}, 2)
+    assert not change_counts_as_use(_spec(), seen | {"idleSuspendTime": rfc3339(NOW)}, 2)
 
 
 # --- the running operator --------------------------------------------------------------------
