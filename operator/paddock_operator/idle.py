@@ -30,25 +30,31 @@ class IdleState:
     """It was suspended for being idle, and activity since then wakes it."""
 
 
-def _time(status: Obj, field: str) -> datetime | None:
+def status_time(status: Obj, field: str) -> datetime | None:
+    """A time field of an Agent's status (lastActivityTime, idleSuspendTime), if it has one."""
     value = status.get(field)
     return timestamp(value) if value else None
+
+
+def _woken(status: Obj) -> bool:
+    """Whether the status holds activity later than its idle suspend (the gateway's wake)."""
+    suspended = status_time(status, "idleSuspendTime")
+    activity = status_time(status, "lastActivityTime")
+    return suspended is not None and activity is not None and activity > suspended
 
 
 def idle_state(spec: AgentSpec, status: Obj, now: datetime) -> IdleState:
     """Whether the Agent is (or is now to be) suspended for being idle, and when to look again."""
     if spec.suspend or spec.lifecycle.idle_after is None:
         return IdleState()
-    activity = _time(status, "lastActivityTime")
-    suspended = _time(status, "idleSuspendTime")
+    suspended = status_time(status, "idleSuspendTime")
     if suspended is not None:
-        if activity is not None and activity > suspended:
-            return IdleState(woken=True)
-        return IdleState(suspended_at=suspended)
+        return IdleState(woken=True) if _woken(status) else IdleState(suspended_at=suspended)
     ready = find_condition(status, "Ready") or {}
     if ready.get("status") != "True" or not ready.get("lastTransitionTime"):
         return IdleState()  # not usable yet: nobody could have used it
     since = timestamp(ready["lastTransitionTime"])
+    activity = status_time(status, "lastActivityTime")
     if activity is not None and activity > since:
         since = activity
     deadline = since + timedelta(seconds=duration_seconds(spec.lifecycle.idle_after))
@@ -73,10 +79,7 @@ def change_counts_as_use(spec: AgentSpec, status: Obj, generation: int) -> bool:
 
 def wakes(body: Obj) -> bool:
     """Whether an Agent's status holds activity after its idle suspend (the gateway's wake)."""
-    status = body.get("status") or {}
-    suspended = _time(status, "idleSuspendTime")
-    activity = _time(status, "lastActivityTime")
-    return suspended is not None and activity is not None and activity > suspended
+    return _woken(body.get("status") or {})
 
 
 def suspended_message(idle_after: str) -> str:

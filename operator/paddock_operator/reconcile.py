@@ -21,12 +21,13 @@ import kopf
 from paddock import pki, sandbox
 from paddock.api import agent as api
 from paddock.api.agent import AgentSpec
-from paddock.kubeobj import Obj, rfc3339, timestamp
+from paddock.kubeobj import Obj, rfc3339
 from paddock_operator import stubs
 from paddock_operator.idle import (
     IdleState,
     change_counts_as_use,
     idle_state,
+    status_time,
     suspended_message,
 )
 from paddock_operator.kube.client import KubeClient
@@ -170,10 +171,9 @@ class Reconciler:
             )
         # The body may predate the last reconcile's status: leave restarts to reconciles, and
         # suspending or waking too (the idle check tells the scheduler to reconcile when due).
-        since = previous.get("idleSuspendTime")
         await self._write_status(
             ref, spec, pod, restarts=None, problem=problem, previous=previous, body=body,
-            idle_since=timestamp(since) if since else None,
+            idle_since=status_time(previous, "idleSuspendTime"),
         )  # fmt: skip
 
     async def _write_status(
