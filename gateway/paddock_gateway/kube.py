@@ -127,38 +127,34 @@ class GatewayKubeClient:
 
     async def agent(self, namespace: str, name: str) -> AgentState:
         """The Agent as the gateway needs it; AgentNotFoundError when there is no such Agent."""
-        try:
-            response = await self.client.get(_agent_path(namespace, name))
-        except httpx.HTTPError as error:
-            raise UnavailableError(f"Kubernetes API unreachable: {error}") from error
-        if response.status_code == 404:
-            raise AgentNotFoundError(f"agent {namespace}/{name} not found")
-        _check(response)
+        response = await self._send("GET", _agent_path(namespace, name), agent=(namespace, name))
         return _agent_state(response.json())
 
     async def record_activity(self, namespace: str, name: str, when: datetime) -> None:
         """Set status.lastActivityTime (a merge patch of the status subresource only)."""
-        body = {"status": {"lastActivityTime": rfc3339(when)}}
-        try:
-            response = await self.client.patch(
-                f"{_agent_path(namespace, name)}/status",
-                json=body,
-                headers={"Content-Type": "application/merge-patch+json"},
-            )
-        except httpx.HTTPError as error:
-            raise UnavailableError(f"Kubernetes API unreachable: {error}") from error
-        if response.status_code == 404:
-            raise AgentNotFoundError(f"agent {namespace}/{name} not found")
-        _check(response)
+        await self._send(
+            "PATCH", f"{_agent_path(namespace, name)}/status", agent=(namespace, name),
+            json={"status": {"lastActivityTime": rfc3339(when)}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )  # fmt: skip
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = (await self._send("POST", path, json=body)).json()
+        return answer
+
+    async def _send(
+        self, method: str, path: str, *, agent: tuple[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """The API server's answer; UnavailableError when there is none or it refuses, and
+        AgentNotFoundError for a 404 about `agent` (namespace, name)."""
         try:
-            response = await self.client.post(path, json=body)
+            response = await self.client.request(method, path, **kwargs)
         except httpx.HTTPError as error:
             raise UnavailableError(f"Kubernetes API unreachable: {error}") from error
+        if agent is not None and response.status_code == 404:
+            raise AgentNotFoundError(f"agent {agent[0]}/{agent[1]} not found")
         _check(response)
-        answer: dict[str, Any] = response.json()
-        return answer
+        return response
 
 
 def _agent_path(namespace: str, name: str) -> str:
